@@ -1,0 +1,142 @@
+"""Command line: argument parsing only; the work is done by compare, trained, generate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from tunebench.config import PRESETS, load_config
+from tunebench.errors import TunebenchError
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=PRESETS, help="shipped settings: demo (offline CPU, default), "
+                        "seed (the original study), smoke (tiny, for tests)")
+    parser.add_argument("--config", help="a YAML file of settings, applied after the preset")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. method.lora.r=16 train.lr=3e-4")
+    parser.add_argument("--runs-dir", default="runs", help="folder that holds run folders (default: runs)")
+    parser.add_argument("--name", help="run folder name (default: <preset>-<timestamp>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunebench", description="Compare fine-tuning methods for summarization.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare = sub.add_parser("compare", help="baselines + every configured method, one run folder")
+    _config_args(compare)
+    train = sub.add_parser("train", help="train and evaluate one method")
+    train.add_argument("--method", required=True, help="prompt-tuning, lora or last-block")
+    _config_args(train)
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a trained method: RUN/METHOD")
+    evaluate.add_argument("target", help="e.g. runs/demo-20261128-101500/lora")
+    evaluate.add_argument("--quiet", action="store_true")
+    summarize = sub.add_parser("summarize", help="summarize new text with a trained method")
+    summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD")
+    summarize.add_argument("file", help="a text file holding one article, or - for standard input")
+    sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
+    return parser
+
+
+def _run_dir(args: argparse.Namespace, preset: str) -> Path:
+    name = args.name or f"{preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(args.runs_dir) / name
+    if (run_dir / "results.json").exists():
+        raise TunebenchError(f"run folder {run_dir} already holds results; choose another --name")
+    return run_dir
+
+
+def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
+    from tunebench.compare import run_compare
+    from tunebench.report import render_markdown
+    from tunebench.results import read_results
+
+    preset = args.preset or ("demo" if not args.config else None)
+    overrides = list(args.set)
+    if methods is not None:
+        overrides += [f"methods=[{','.join(methods)}]", "eval.baselines=[]"]
+    cfg = load_config(preset, args.config, overrides)
+    run_dir = _run_dir(args, preset or "custom")
+    run_compare(cfg, run_dir, show_progress=not args.quiet)
+    print(render_markdown(read_results(run_dir)))
+    print(f"tunebench: wrote {run_dir}/ (results.json, report.md, predictions, weights)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from tunebench.compare import Workbench, evaluate_tuned, prepare
+    from tunebench.report import write_report
+    from tunebench.results import ResultsFile, read_results
+    from tunebench.trained import load_trained, split_target
+
+    run_dir, name = split_target(args.target)
+    cfg, tuned, _ = load_trained(run_dir, name)
+    bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet)
+    bench = Workbench(**{**bench.__dict__, "base_lm": None})
+    tuned.to(bench.runtime.device)
+    evaluation, phase = evaluate_tuned(bench, tuned, name)
+    data = read_results(run_dir)
+    results = ResultsFile(run_dir / "results.json", {})
+    results.data = data
+    record = next((r for r in data["records"] if r["name"] == name), {"name": name, "kind": "method", "phases": {}})
+    record.update(status="SUCCESS", eval=evaluation)
+    record.setdefault("phases", {})["generation"] = phase
+    results.add(record)
+    write_report(results.data, run_dir / "report.md")
+    rouge = evaluation["rouge"]
+    print(f"{name}: " + ", ".join(f"{k} {v['mean']:.2f}" for k, v in rouge.items()))
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    from tunebench.data.format import encode_prompt
+    from tunebench.generate import generate_summaries
+    from tunebench.trained import load_trained, split_target
+
+    run_dir, name = split_target(args.source)
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise TunebenchError(f"input file '{args.file}' does not exist; give a text file or - for stdin")
+        text = path.read_text(encoding="utf-8")
+    cfg, tuned, tokenizer = load_trained(run_dir, name)
+    prompt = encode_prompt(tokenizer, text, cfg.data.separator, cfg.data.max_article_tokens)
+    out = generate_summaries(tuned, tokenizer, [prompt], 1, cfg.eval.max_new_tokens, cfg.eval.cut)
+    print(out.texts[0])
+
+
+def cmd_fetch(_: argparse.Namespace) -> None:
+    from tunebench.data.sources import fetch_xsum_sample
+    from tunebench.models import EMBEDDED, embedded_model_dir
+
+    print(f"tunebench: XSum sample at {fetch_xsum_sample()}")
+    for spec in EMBEDDED:
+        print(f"tunebench: {spec} at {embedded_model_dir(spec)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "compare":
+            cmd_compare(args)
+        elif args.command == "train":
+            cmd_compare(args, methods=[args.method])
+        elif args.command == "evaluate":
+            cmd_evaluate(args)
+        elif args.command == "summarize":
+            cmd_summarize(args)
+        elif args.command == "fetch":
+            cmd_fetch(args)
+    except TunebenchError as exc:
+        print(f"tunebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tunebench: interrupted; finished records are in the run's results.json", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

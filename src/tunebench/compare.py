@@ -1,0 +1,159 @@
+"""The main job: baselines, then each method, sequentially, on identical data; one results file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tunebench.cache import atomic_write_json, atomic_write_text
+from tunebench.config import Config, to_dict, to_yaml
+from tunebench.data import Splits, load_examples, make_splits
+from tunebench.data.format import Encoded, encode_example
+from tunebench.generate import generate_summaries
+from tunebench.methods import METHODS, ZERO_SHOT, Method
+from tunebench.methods.base import TunedModel
+from tunebench.metrics import aggregate, lead_k, rouge_per_article
+from tunebench.models import count_parameters, load_model
+from tunebench.report import write_report
+from tunebench.resources import PhaseMonitor
+from tunebench.results import ResultsFile, environment
+from tunebench.runtime import Runtime, resolve_runtime, seed_everything
+from tunebench.train import evaluate_loss, train
+
+
+@dataclass
+class Workbench:
+    """Everything the baselines and methods share: config, data, base model, tokenizer, runtime."""
+
+    cfg: Config
+    run_dir: Path
+    splits: Splits
+    encoded: dict[str, list[Encoded]]
+    base_lm: object
+    tokenizer: object
+    runtime: Runtime
+    show_progress: bool = True
+
+
+def prepare(cfg: Config, run_dir: Path, show_progress: bool = True) -> tuple[Workbench, dict]:
+    """Load data and model, split and encode; returns the workbench and the data facts for the results."""
+    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    loaded = load_examples(cfg.data.source)
+    d = cfg.data
+    splits = make_splits(loaded.examples, d.n_val, d.n_test, d.seed, d.max_train, d.fraction)
+    base_lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
+    base_lm.to(runtime.device)
+    encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
+                                     d.max_summary_tokens) for ex in getattr(splits, name)]
+               for name in ("train", "val", "test")}
+    truncated = {name: sum(1 for ex in getattr(splits, name)
+                           if len(tokenizer(ex.article)["input_ids"]) > d.max_article_tokens)
+                 for name in ("train", "val", "test")}
+    data_facts = {"source": d.source, "rows_read": loaded.rows_read, "rows_kept": len(loaded.examples),
+                  "rows_skipped": loaded.skipped, "split_sizes": splits.sizes(), "split_seed": d.seed,
+                  "articles_truncated": truncated, "split_ids_file": "splits.json"}
+    return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime, show_progress), data_facts
+
+
+def score(bench: Workbench, predictions: list[str], name: str) -> dict:
+    """ROUGE per article and aggregated; predictions saved as JSONL (id, reference, prediction)."""
+    refs = [ex.summary for ex in bench.splits.test]
+    per_article = rouge_per_article(predictions, refs)
+    lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
+             for ex, pred in zip(bench.splits.test, predictions, strict=True)]
+    atomic_write_text(bench.run_dir / name / "predictions.jsonl", "\n".join(lines) + "\n")
+    return {"n_articles": len(refs), "rouge": aggregate(per_article, bench.cfg.train.seed),
+            "per_article": [{"id": ex.id, **s} for ex, s in zip(bench.splits.test, per_article, strict=True)]}
+
+
+def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict, dict]:
+    """Generate test summaries and score them; also the test loss on the references (no generation)."""
+    cfg, rt = bench.cfg, bench.runtime
+    prompts = [ex.prompt_ids for ex in bench.encoded["test"]]
+    with PhaseMonitor() as gen_phase:
+        bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
+                   leave=False)
+        generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens,
+                                       cfg.eval.cut, rt.device, rt.autocast(), progress=bar)
+        bar.close()
+    result = score(bench, generated.texts, name)
+    result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
+                                        bench.tokenizer.pad_token_id, rt)
+    result["mean_new_tokens"] = sum(generated.new_tokens) / max(len(prompts), 1)
+    result["share_hit_max_new_tokens"] = sum(generated.hit_max) / max(len(prompts), 1)
+    result["summaries_per_s"] = len(prompts) / gen_phase.wall_s if gen_phase.wall_s else 0.0
+    return result, gen_phase.as_dict()
+
+
+def run_lead(bench: Workbench) -> dict:
+    k = bench.cfg.eval.lead_k
+    with PhaseMonitor() as phase:
+        result = score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], "lead")
+    return {"name": f"lead-{k}", "kind": "baseline", "status": "SUCCESS", "eval": result,
+            "phases": {"generation": phase.as_dict()}, "params": None}
+
+
+def run_method(bench: Workbench, method: Method, trained: bool) -> dict:
+    """Apply a method to a fresh copy of the base model, train it (unless a baseline), evaluate, save."""
+    cfg = bench.cfg
+    out_dir = bench.run_dir / method.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record: dict = {"name": method.name, "kind": "method" if trained else "baseline", "status": "RUNNING",
+                    "settings": method.describe(cfg), "phases": {}}
+    with PhaseMonitor() as setup:
+        seed_everything(cfg.train.seed)
+        lm = copy.deepcopy(bench.base_lm) if trained else bench.base_lm
+        tuned = method.apply(lm, cfg, bench.tokenizer).to(bench.runtime.device)
+    total, trainable = count_parameters(tuned)
+    record["params"] = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
+                        **tuned.extra}
+    record["phases"]["setup"] = setup.as_dict()
+    if trained:
+        lr = cfg.method_lr(method.name)
+        with PhaseMonitor() as phase:
+            result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
+                           out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress)
+        record["train"] = {"lr": lr, **asdict(result), "train_tokens_per_s": result.train_tokens_per_s}
+        record["phases"]["train"] = phase.as_dict()
+        if method.export is not None:
+            method.export(tuned, cfg, out_dir / "peft_adapter")
+        weights = out_dir / "weights.safetensors"
+        record["artifacts"] = {"weights": f"{method.name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
+    record["eval"], record["phases"]["generation"] = evaluate_tuned(bench, tuned, method.name)
+    record["status"] = "SUCCESS"
+    return record
+
+
+def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
+    """Run baselines and methods sequentially; write config, splits, results.json and report.md."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    bench, data_facts = prepare(cfg, run_dir, show_progress)
+    atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
+    results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "data": data_facts,
+                                                     "environment": environment(bench.runtime.as_dict())})
+    results.save()
+    jobs = []
+    if "lead" in cfg.eval.baselines:
+        jobs.append((f"lead-{cfg.eval.lead_k}", lambda: run_lead(bench)))
+    if "zero-shot" in cfg.eval.baselines:
+        jobs.append(("zero-shot", lambda: run_method(bench, ZERO_SHOT, trained=False)))
+    for name in cfg.methods:
+        jobs.append((name, lambda m=METHODS[name]: run_method(bench, m, trained=True)))
+    for name, job in jobs:
+        print(f"tunebench: {name} ...", flush=True)
+        try:
+            record = job()
+        except Exception as exc:  # one method failing must not sink the others (KeyboardInterrupt still stops)
+            record = {"name": name, "kind": "method", "status": "FAILED", "error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc()}
+            print(f"tunebench: {name} FAILED: {exc}", flush=True)
+        results.add(record)
+        write_report(results.data, run_dir / "report.md")
+    return run_dir / "results.json"

@@ -1,0 +1,301 @@
+"""Typed configuration: dataclasses, YAML presets, dotted overrides. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunebench.errors import TunebenchError
+
+PRESETS = ("demo", "seed", "smoke")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "embedded:smollm2-135m"
+    """Hub id (`gpt2`), local Hugging Face directory, `embedded:smollm2-135m`, or `random:<arch>` (tests)."""
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    source: str = "xsum-sample"
+    """Where the article/summary pairs come from (the embedded XSum sample for now)."""
+    seed: int = 0
+    """Seed of the train/validation/test split."""
+    n_val: int = 50
+    n_test: int = 100
+    max_train: int | None = None
+    """Cap on training pairs (None: all pairs not used for validation or test)."""
+    fraction: float = 1.0
+    """Seeded fraction of the training articles to use (the study's "10%" is 0.1)."""
+    max_article_tokens: int = 512
+    max_summary_tokens: int = 128
+    separator: str = "\nTL;DR:\n"
+    """Text between article and summary; the same prompt is used by zero-shot and every method."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    lr: float = 1e-4
+    """Default learning rate; each method may set its own `lr`."""
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (None: run all epochs)."""
+    seed: int = 0
+    precision: str = "auto"
+    """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)."""
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 16
+    max_new_tokens: int = 64
+    cut: str = "eos"
+    """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`."""
+    lead_k: int = 1
+    baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot"])
+
+
+@dataclass
+class PromptTuningConfig:
+    num_virtual_tokens: int = 20
+    init: str = "uniform"
+    """`uniform` (U(-init_range, init_range), as in the study), `vocab` (rows of the embedding) or `text`."""
+    init_range: float = 0.5
+    init_text: str = "Summarize the following article in one sentence:"
+    lr: float | None = None
+
+
+@dataclass
+class LoraConfig:
+    r: int = 8
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["attention"])
+    """`attention` = every projection inside the attention modules, or explicit module name suffixes."""
+    init_a: str = "gaussian"
+    """A's init: `gaussian` (normal, as in the study) or `kaiming` (PEFT's default); B is always 0."""
+    lr: float | None = None
+
+
+@dataclass
+class LastBlockConfig:
+    num_blocks: int = 1
+    train_final_norm: bool = True
+    train_head: bool = True
+    """Train the LM head; a tied head is untied first so the input embedding stays frozen."""
+    lr: float | None = None
+
+
+@dataclass
+class MethodConfig:
+    prompt_tuning: PromptTuningConfig = field(default_factory=PromptTuningConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    last_block: LastBlockConfig = field(default_factory=LastBlockConfig)
+
+
+@dataclass
+class Config:
+    methods: list[str] = field(default_factory=lambda: ["prompt-tuning", "lora", "last-block"])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+
+    def method_lr(self, method: str) -> float:
+        """The learning rate a method trains with: its own `lr` if set, else `train.lr`."""
+        own = getattr(self.method, method_key(method)).lr
+        return self.train.lr if own is None else own
+
+
+def method_key(name: str) -> str:
+    """`prompt-tuning` -> `prompt_tuning` (config keys accept either spelling)."""
+    return name.replace("-", "_")
+
+
+def _suggest(key: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(choices)})"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check/convert one YAML value against a field's type hint; raise a message naming the key."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise TunebenchError(f"config key '{where}' must be a list, got {value!r}")
+        return [_coerce(v, item, where) for v in value]
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise TunebenchError(f"config key '{where}' must be a mapping, got {value!r}")
+        return _apply_dict(hint(), value, where + ".")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise TunebenchError(f"config key '{where}' must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TunebenchError(f"config key '{where}' must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TunebenchError(f"config key '{where}' must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise TunebenchError(f"config key '{where}' must be a string, got {value!r}")
+    return value
+
+
+def _apply_dict(obj: Any, data: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
+    for raw_key, value in data.items():
+        key = method_key(str(raw_key))
+        where = f"{prefix}{raw_key}"
+        if key not in names:
+            raise TunebenchError(f"unknown config key '{where}'{_suggest(key, names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise TunebenchError(f"config key '{where}' must be a mapping, got {value!r}")
+            setattr(obj, key, _apply_dict(dataclasses.replace(current), value, where + "."))
+        else:
+            setattr(obj, key, _coerce(value, hints[key], where))
+    return obj
+
+
+def apply_override(cfg: Config, assignment: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise TunebenchError(f"override '{assignment}' must look like key=value, e.g. train.lr=3e-4")
+    dotted, raw = assignment.split("=", 1)
+    parts = [p for p in dotted.strip().split(".") if p]
+    if not parts:
+        raise TunebenchError(f"override '{assignment}' has an empty key")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    nested: Any = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    _apply_dict(cfg, nested, "")
+
+
+def preset_text(name: str) -> str:
+    if name not in PRESETS:
+        raise TunebenchError(f"unknown preset '{name}'{_suggest(name, list(PRESETS))}")
+    return resources.files("tunebench.presets").joinpath(f"{name}.yaml").read_text()
+
+
+def _read_yaml(text: str, origin: str) -> dict:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise TunebenchError(f"{origin} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise TunebenchError(f"{origin} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(preset: str | None = None, config_file: str | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Defaults <- preset <- config file <- dotted overrides, each validated; returns a checked Config."""
+    cfg = Config()
+    if preset:
+        _apply_dict(cfg, _read_yaml(preset_text(preset), f"preset '{preset}'"), "")
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise TunebenchError(f"config file '{config_file}' does not exist; give the path of a YAML file")
+        _apply_dict(cfg, _read_yaml(path.read_text(), f"config file '{config_file}'"), "")
+    for assignment in overrides or []:
+        apply_override(cfg, assignment)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range and choice checks that types alone cannot express."""
+    from tunebench.methods import METHODS  # local import: methods import torch
+
+    for name in cfg.methods:
+        if name not in METHODS:
+            raise TunebenchError(f"unknown method '{name}'{_suggest(name, list(METHODS))}")
+    if len(set(cfg.methods)) != len(cfg.methods):
+        raise TunebenchError(f"methods lists a method twice: {cfg.methods}")
+    positive = {
+        "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+        "train.grad_accum_steps": cfg.train.grad_accum_steps, "eval.batch_size": cfg.eval.batch_size,
+        "eval.max_new_tokens": cfg.eval.max_new_tokens, "data.max_article_tokens": cfg.data.max_article_tokens,
+        "data.max_summary_tokens": cfg.data.max_summary_tokens, "eval.lead_k": cfg.eval.lead_k,
+        "method.lora.r": cfg.method.lora.r, "method.last_block.num_blocks": cfg.method.last_block.num_blocks,
+        "method.prompt_tuning.num_virtual_tokens": cfg.method.prompt_tuning.num_virtual_tokens,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise TunebenchError(f"config key '{key}' must be >= 1, got {value}")
+    for key, value in {"data.n_val": cfg.data.n_val, "data.n_test": cfg.data.n_test,
+                       "train.warmup_steps": cfg.train.warmup_steps}.items():
+        if value < 0:
+            raise TunebenchError(f"config key '{key}' must be >= 0, got {value}")
+    if cfg.train.lr <= 0:
+        raise TunebenchError(f"config key 'train.lr' must be > 0, got {cfg.train.lr}")
+    for name in METHODS:
+        lr = getattr(cfg.method, method_key(name)).lr
+        if lr is not None and lr <= 0:
+            raise TunebenchError(f"config key 'method.{method_key(name)}.lr' must be > 0, got {lr}")
+    choices = {
+        "train.precision": (cfg.train.precision, ("auto", "bf16", "fp32")),
+        "eval.cut": (cfg.eval.cut, ("eos", "first_line", "blank_line")),
+        "method.prompt_tuning.init": (cfg.method.prompt_tuning.init, ("uniform", "vocab", "text")),
+        "method.lora.init_a": (cfg.method.lora.init_a, ("gaussian", "kaiming")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise TunebenchError(f"config key '{key}' must be one of {', '.join(allowed)}; got '{value}'")
+    for baseline in cfg.eval.baselines:
+        if baseline not in ("lead", "zero-shot"):
+            raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines (choose lead, zero-shot)")
+    if not 0 < cfg.data.fraction <= 1:
+        raise TunebenchError(f"config key 'data.fraction' must be in (0, 1], got {cfg.data.fraction}")
+    if not 0 <= cfg.method.lora.dropout < 1:
+        raise TunebenchError(f"config key 'method.lora.dropout' must be in [0, 1), got {cfg.method.lora.dropout}")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)

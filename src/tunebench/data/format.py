@@ -1,0 +1,71 @@
+"""Decoder-only format: one sequence `article + separator + summary + EOS` per example.
+
+Labels are -100 on the article, the separator and padding, so the loss covers the summary tokens
+and the final EOS only. Labels are built from lengths, never by masking the pad id: SmolLM2's pad
+token *is* its EOS token, and masking by id would delete the EOS target (ANCHORS #2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tunebench.errors import TunebenchError
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    id: str
+    prompt_ids: list[int]
+    """Truncated article + separator: what the model sees before it writes."""
+    target_ids: list[int]
+    """Summary (truncated to max_summary_tokens) + EOS: what the loss is computed on."""
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.target_ids)
+
+
+def encode_prompt(tokenizer, article: str, separator: str, max_article_tokens: int) -> list[int]:
+    """Article tokens (special prefix tokens like BOS included) cut to the limit, then the separator."""
+    if not article.strip():
+        raise TunebenchError("an article is empty; give non-empty text to summarize")
+    article_ids = tokenizer(article, add_special_tokens=True)["input_ids"][:max_article_tokens]
+    return article_ids + tokenizer(separator, add_special_tokens=False)["input_ids"]
+
+
+def encode_example(tokenizer, ident: str, article: str, summary: str, separator: str,
+                   max_article_tokens: int, max_summary_tokens: int) -> Encoded:
+    """Encode one pair; the article is truncated to fit, the summary only beyond its own limit."""
+    summary_ids = tokenizer(summary, add_special_tokens=False)["input_ids"][:max_summary_tokens]
+    return Encoded(ident, encode_prompt(tokenizer, article, separator, max_article_tokens),
+                   summary_ids + [tokenizer.eos_token_id])
+
+
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask: sequence ends line up, which generation and the loss use."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded training batch. `labels` align with `input_ids`; only target positions are not -100.
+
+    Left padding puts every target at the end of its row, so the loss needs logits for the last
+    `max target length + 1` positions only (`logits_to_keep`), not for the whole article.
+    """
+    ids, mask = left_pad([ex.prompt_ids + ex.target_ids for ex in batch], pad_id)
+    labels = torch.full_like(ids, IGNORE)
+    for row, ex in enumerate(batch):
+        labels[row, ids.shape[1] - len(ex.target_ids):] = torch.tensor(ex.target_ids, dtype=torch.long)
+    keep = max(len(ex.target_ids) for ex in batch) + 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
+            "logits_to_keep": torch.tensor(keep)}

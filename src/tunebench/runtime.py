@@ -1,0 +1,48 @@
+"""Device, precision and seeding decisions, made once per run and recorded in the results."""
+
+from __future__ import annotations
+
+import random
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str
+    precision: str
+    """`bf16` (autocast, fp32 master weights) or `fp32`."""
+    threads: int
+
+    def autocast(self) -> AbstractContextManager:
+        if self.precision != "bf16":
+            return nullcontext()
+        return torch.autocast(self.device, dtype=torch.bfloat16)
+
+    def as_dict(self) -> dict:
+        return {"device": self.device, "precision": self.precision, "torch_threads": self.threads}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has native bf16 matmul (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_runtime(precision: str = "auto", threads: int | None = None) -> Runtime:
+    """Pick the device and precision: `auto` uses bf16 only where the hardware runs it natively."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision == "auto":
+        fast = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_fast_bf16()
+        precision = "bf16" if fast else "fp32"
+    return Runtime(device=device, precision=precision, threads=torch.get_num_threads())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,162 @@
+"""One training loop for every method: AdamW, linear warmup/decay, clipping, accumulation, best checkpoint.
+
+Nothing here knows which method runs: a method only decides which parameters require gradients
+and whether a learned prefix is prepended (see methods/base.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from tunebench.config import TrainConfig
+from tunebench.data.format import IGNORE, Encoded, collate
+from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
+from tunebench.runtime import Runtime
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    epochs: int = 0
+    best_epoch: int = 0
+    best_step: int = 0
+    best_val_loss: float = float("nan")
+    initial_val_loss: float = float("nan")
+    val_loss_per_epoch: list[float] = field(default_factory=list)
+    train_loss_per_step: list[float] = field(default_factory=list)
+    lr_per_step: list[float] = field(default_factory=list)
+    train_time_s: float = 0.0
+    val_time_s: float = 0.0
+    train_tokens: int = 0
+    """Real (non-padding) tokens processed in training, prompts included."""
+    target_tokens: int = 0
+    """Tokens the loss was computed on (summary + EOS)."""
+
+    @property
+    def train_tokens_per_s(self) -> float:
+        return self.train_tokens / self.train_time_s if self.train_time_s else 0.0
+
+
+def per_example_loss(model: TunedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and target-token count per example, with a per-example causal shift.
+
+    Logits at position t predict the token at t + 1 *of the same row*; only the last
+    `logits_to_keep` positions are computed, which is where left padding puts every target.
+    """
+    keep = int(batch["logits_to_keep"])
+    logits = model(batch["input_ids"], batch["attention_mask"], logits_to_keep=keep).float()
+    labels = batch["labels"][:, -keep + 1:]  # targets for logits[:, :-1]
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    counts = (labels != IGNORE).sum(dim=1)
+    return losses.sum(dim=1), counts
+
+
+def batch_order(examples: list[Encoded], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+    """Seeded length-grouped batches: similar lengths share a batch (little padding), batch order shuffled."""
+    indices = list(range(len(examples)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(indices)
+    group = batch_size * 32
+    batches = []
+    for start in range(0, len(indices), group):
+        chunk = sorted(indices[start:start + group], key=lambda i: len(examples[i]))
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def to_device(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, pad_id: int,
+                  runtime: Runtime) -> float:
+    """Mean cross-entropy per target token over a set (no generation)."""
+    model.eval()
+    total, count = 0.0, 0
+    for indices in batch_order(examples, batch_size, seed=0, shuffle=False):
+        batch = to_device(collate([examples[i] for i in indices], pad_id), runtime.device)
+        with runtime.autocast():
+            loss_sum, n = per_example_loss(model, batch)
+        total, count = total + loss_sum.sum().item(), count + int(n.sum())
+    return total / max(count, 1)
+
+
+def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
+          runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
+          on_epoch_end: Callable[[int, TunedModel], None] | None = None) -> TrainResult:
+    """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum_steps)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
+    result = TrainResult()
+    start = time.perf_counter()
+    result.initial_val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime) if val_set else math.nan
+    result.val_time_s += time.perf_counter() - start
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not show_progress, leave=False)
+    best = math.inf
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
+        for micro, indices in enumerate(batches):
+            batch = to_device(collate([train_set[i] for i in indices], pad_id), runtime.device)
+            with runtime.autocast():
+                loss_sum, counts = per_example_loss(model, batch)
+            loss = loss_sum.sum() / counts.sum()
+            (loss / cfg.grad_accum_steps).backward()
+            result.train_tokens += int(batch["attention_mask"].sum())
+            result.target_tokens += int(counts.sum())
+            if (micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches):
+                continue
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at step {result.steps + 1}; lower the lr")
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            result.train_loss_per_step.append(value)
+            result.lr_per_step.append(scheduler.get_last_lr()[0])
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
+            if result.steps >= total_steps:
+                break
+        result.train_time_s += time.perf_counter() - tick
+        result.epochs = epoch
+        tick = time.perf_counter()
+        val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime) if val_set else math.nan
+        result.val_time_s += time.perf_counter() - tick
+        result.val_loss_per_epoch.append(val_loss)
+        if not val_set or val_loss < best:  # without validation data the last epoch is kept
+            # a real copy on disk, not a reference to live tensors (ANCHORS #10)
+            best, result.best_epoch, result.best_step = val_loss, epoch, result.steps
+            save_file(trainable_state(model), str(checkpoint))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
+        if result.steps >= total_steps:
+            break
+    bar.close()
+    result.best_val_loss = best if val_set else math.nan
+    load_trainable_state(model, load_file(str(checkpoint)))
+    model.eval()
+    return result

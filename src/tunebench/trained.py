@@ -1,0 +1,44 @@
+"""Reload a trained method from a run folder: the run's config, the base model, the saved tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from tunebench.config import Config, load_config
+from tunebench.errors import TunebenchError
+from tunebench.methods import METHODS, ZERO_SHOT
+from tunebench.methods.base import TunedModel, load_trainable_state
+from tunebench.models import load_model
+
+
+def split_target(target: str) -> tuple[Path, str]:
+    """`RUN/METHOD` -> (run folder, method name), checked."""
+    path = Path(target)
+    run_dir, name = path.parent, path.name
+    if not (run_dir / "config.yaml").is_file():
+        raise TunebenchError(f"'{target}' is not RUN/METHOD: {run_dir} has no config.yaml "
+                             "(give e.g. runs/demo-20261128-101500/lora)")
+    if name not in METHODS and name != ZERO_SHOT.name:
+        raise TunebenchError(f"'{name}' is not a method (choose one of {', '.join(METHODS)}, zero-shot)")
+    return run_dir, name
+
+
+def load_trained(run_dir: Path, name: str) -> tuple[Config, TunedModel, object]:
+    """(config, TunedModel with the saved trained tensors, tokenizer) for a method of a run."""
+    cfg = load_config(config_file=str(run_dir / "config.yaml"))
+    lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
+    method = METHODS.get(name, ZERO_SHOT)
+    tuned = method.apply(lm, cfg, tokenizer)
+    if name in METHODS:
+        weights = run_dir / name / "weights.safetensors"
+        if not weights.is_file():
+            raise TunebenchError(f"{weights} is missing: was '{name}' trained in this run?")
+        try:
+            state = load_file(str(weights))
+            load_trainable_state(tuned, state)
+        except (SafetensorError, ValueError, OSError) as exc:
+            raise TunebenchError(f"{weights} cannot be loaded into '{name}': {str(exc).splitlines()[0]}") from None
+    return cfg, tuned.eval(), tokenizer
