@@ -83,8 +83,9 @@ def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict
                                        cfg.eval.cut, rt.device, rt.autocast(), progress=bar)
         bar.close()
     result = score(bench, generated.texts, name)
-    result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
-                                        bench.tokenizer.pad_token_id, rt)
+    if cfg.eval.test_loss:
+        result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
+                                            bench.tokenizer.pad_token_id, rt)
     result["mean_new_tokens"] = sum(generated.new_tokens) / max(len(prompts), 1)
     result["share_hit_max_new_tokens"] = sum(generated.hit_max) / max(len(prompts), 1)
     result["summaries_per_s"] = len(prompts) / gen_phase.wall_s if gen_phase.wall_s else 0.0

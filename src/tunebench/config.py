@@ -69,6 +69,8 @@ class EvalConfig:
     cut: str = "eos"
     """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`."""
     lead_k: int = 1
+    test_loss: bool = True
+    """Also compute the loss on the reference summaries of the test set (one extra forward pass)."""
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot"])
 
 

@@ -32,7 +32,6 @@ class TrainResult:
     best_epoch: int = 0
     best_step: int = 0
     best_val_loss: float = float("nan")
-    initial_val_loss: float = float("nan")
     val_loss_per_epoch: list[float] = field(default_factory=list)
     train_loss_per_step: list[float] = field(default_factory=list)
     lr_per_step: list[float] = field(default_factory=list)
@@ -108,9 +107,6 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
         total_steps = min(total_steps, cfg.max_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
     result = TrainResult()
-    start = time.perf_counter()
-    result.initial_val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime) if val_set else math.nan
-    result.val_time_s += time.perf_counter() - start
     bar = tqdm(total=total_steps, desc="train", unit="step", disable=not show_progress, leave=False)
     best = math.inf
     for epoch in range(1, cfg.epochs + 1):

@@ -1,0 +1,70 @@
+import pytest
+
+from tunebench.config import PRESETS, apply_override, load_config
+from tunebench.errors import TunebenchError
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_preset_loads(preset):
+    cfg = load_config(preset)
+    assert cfg.methods == ["prompt-tuning", "lora", "last-block"]
+
+
+def test_seed_preset_is_the_original_study():
+    cfg = load_config("seed")
+    assert cfg.model.name == "gpt2" and cfg.data.fraction == 0.1
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.warmup_steps) == (20, 8, 1e-4, 100)
+    assert (cfg.data.max_article_tokens, cfg.data.max_summary_tokens) == (512, 128)
+    pt, lora = cfg.method.prompt_tuning, cfg.method.lora
+    assert (pt.num_virtual_tokens, pt.init, pt.init_range) == (20, "uniform", 0.5)
+    assert (lora.r, lora.alpha, lora.target_modules, lora.init_a) == (8, 32, ["attention"], "gaussian")
+    assert cfg.method_lr("lora") == 1e-4
+
+
+def test_dotted_overrides_are_typed_and_hyphens_accepted():
+    cfg = load_config("smoke", overrides=["method.lora.r=16", "train.lr=3e-4", "method.prompt-tuning.lr=0.1",
+                                          "methods=[lora]", "eval.baselines=[]"])
+    assert cfg.method.lora.r == 16 and cfg.train.lr == 3e-4 and cfg.methods == ["lora"]
+    assert cfg.method_lr("prompt-tuning") == 0.1 and cfg.method_lr("lora") == 3e-4
+    assert cfg.eval.baselines == []
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trian.lr=1", "unknown config key 'trian' (did you mean 'train'?)"),
+    ("method.lora.alhpa=4", "unknown config key 'method.lora.alhpa' (did you mean 'alpha'?)"),
+    ("method.lora.r=abc", "config key 'method.lora.r' must be an integer, got 'abc'"),
+    ("train.lr=-1", "config key 'train.lr' must be > 0"),
+    ("methods=[lora,qlora]", "unknown method 'qlora'"),
+    ("train.precision=fp8", "config key 'train.precision' must be one of auto, bf16, fp32"),
+    ("data.fraction=1.5", "config key 'data.fraction' must be in (0, 1]"),
+    ("train.lr", "must look like key=value"),
+])
+def test_bad_settings_name_the_key(override, message):
+    with pytest.raises(TunebenchError) as info:
+        load_config("smoke", overrides=[override])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_preset_and_missing_config_file(tmp_path):
+    with pytest.raises(TunebenchError, match="unknown preset 'demp'"):
+        load_config("demp")
+    with pytest.raises(TunebenchError, match="does not exist"):
+        load_config(config_file=str(tmp_path / "nope.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [\n")
+    with pytest.raises(TunebenchError, match="not valid YAML"):
+        load_config(config_file=str(bad))
+
+
+def test_config_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\nmethod:\n  lora:\n    r: 2\n")
+    cfg = load_config("smoke", str(path), ["train.epochs=5"])
+    assert cfg.train.epochs == 5 and cfg.method.lora.r == 2 and cfg.method.lora.alpha == 8  # smoke kept
+
+
+def test_override_into_a_sub_config_keeps_siblings():
+    cfg = load_config("seed")
+    apply_override(cfg, "method.lora.alpha=16")
+    assert cfg.method.lora.r == 8 and cfg.method.lora.alpha == 16.0

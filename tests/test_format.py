@@ -1,0 +1,43 @@
+"""ANCHORS #1, #2: one sequence per example, loss only on summary + final EOS, padding never counted."""
+
+import pytest
+
+from tunebench.data.format import IGNORE, collate, encode_example
+from tunebench.errors import TunebenchError
+
+SEP = "\nTL;DR:\n"
+
+
+def test_one_sequence_article_separator_summary_eos(tokenizer):
+    ex = encode_example(tokenizer, "a", "The article.", "Short sum.", SEP, 100, 50)
+    text = tokenizer.decode(ex.prompt_ids + ex.target_ids)
+    assert text == "The article." + SEP + "Short sum." + tokenizer.eos_token
+    assert ex.target_ids[-1] == tokenizer.eos_token_id
+
+
+def test_article_is_truncated_not_the_summary(tokenizer):
+    ex = encode_example(tokenizer, "a", "x" * 500, "keep all of me", SEP, 20, 50)
+    assert len(ex.prompt_ids) == 20 + len(tokenizer(SEP)["input_ids"])
+    assert tokenizer.decode(ex.target_ids[:-1]) == "keep all of me"
+
+
+def test_labels_only_on_summary_and_eos_when_pad_is_eos(tokenizer):
+    # The byte tokenizer's pad token *is* its EOS (as in SmolLM2): the final EOS must still be a target.
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    long = encode_example(tokenizer, "a", "A much longer article here.", "Sum one.", SEP, 100, 50)
+    short = encode_example(tokenizer, "b", "Tiny.", "S2.", SEP, 100, 50)
+    batch = collate([long, short], tokenizer.pad_token_id)
+    for row, ex in enumerate([long, short]):
+        labels = batch["labels"][row].tolist()
+        targets = [t for t in labels if t != IGNORE]
+        assert targets == ex.target_ids  # summary tokens + EOS, nothing else
+        assert targets[-1] == tokenizer.eos_token_id
+        assert labels[-len(ex.target_ids):] == ex.target_ids
+        padding = batch["attention_mask"][row].tolist().count(0)
+        assert all(t == IGNORE for t in labels[:padding + len(ex.prompt_ids)])
+    assert int(batch["logits_to_keep"]) == max(len(long.target_ids), len(short.target_ids)) + 1
+
+
+def test_empty_article_is_a_clear_error(tokenizer):
+    with pytest.raises(TunebenchError, match="article is empty"):
+        encode_example(tokenizer, "a", "   ", "sum", SEP, 10, 10)

@@ -1,0 +1,80 @@
+"""ANCHORS #7, #8: batched left-padded KV-cached generation == plain unbatched greedy decoding, new text only."""
+
+import pytest
+import torch
+
+from tunebench.generate import generate_summaries
+from tunebench.methods import METHODS, ZERO_SHOT
+
+PROMPTS = ["Short one.\nTL;DR:\n", "A somewhat longer article about the weather today.\nTL;DR:\n",
+           "Mid length text here.\nTL;DR:\n", "x\nTL;DR:\n", "Another article of some length, for padding.\nTL;DR:\n"]
+
+
+@torch.no_grad()
+def greedy_reference(tuned, prompt_ids, max_new_tokens, eos_id):
+    """One sequence, no padding, no cache, no attention mask: recompute everything for every token."""
+    ids, out = list(prompt_ids), []
+    for _ in range(max_new_tokens):
+        t = torch.tensor([ids])
+        embeds, _ = tuned.embed(t, torch.ones_like(t))
+        token = int(tuned.lm(inputs_embeds=embeds, use_cache=False).logits[0, -1].argmax())
+        if token == eos_id:
+            break
+        out.append(token)
+        ids.append(token)
+    return out
+
+
+class EosAs:
+    """The test tokenizer with another token playing EOS (to make one sequence stop early)."""
+
+    def __init__(self, tokenizer, eos_id):
+        self._tok, self.eos_token_id, self.pad_token_id = tokenizer, eos_id, tokenizer.pad_token_id
+
+    def decode(self, ids, skip_special_tokens=True):
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+def _ids(tokenizer):
+    return [tokenizer(p)["input_ids"] for p in PROMPTS]
+
+
+@pytest.mark.parametrize("name", [*METHODS, "zero-shot"])
+def test_batched_generation_equals_unbatched_greedy(tiny_lm, tokenizer, cfg, name):
+    method = METHODS.get(name, ZERO_SHOT)
+    tuned = method.apply(tiny_lm, cfg, tokenizer)
+    if name != "zero-shot":  # a trained-looking method: move its parameters off their init
+        with torch.no_grad():
+            for p in tuned.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn_like(p) * 0.05)
+    prompts = _ids(tokenizer)
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, max_new_tokens=12)
+    for prompt, text, count in zip(prompts, out.texts, out.new_tokens, strict=True):
+        expected = greedy_reference(tuned, prompt, 12, tokenizer.eos_token_id)
+        assert text == tokenizer.decode(expected, skip_special_tokens=True).strip()
+        assert count == min(len(expected) + 1, 12)
+
+
+def test_each_sequence_stops_at_its_own_eos(tiny_lm, tokenizer, cfg):
+    tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
+    prompts = _ids(tokenizer)
+    free = [greedy_reference(tuned, p, 10, -1) for p in prompts]
+    # a token that sequence 0 emits after step 1 and some other sequence never emits: make it EOS
+    stopper = next(t for t in free[0][1:] if any(t not in seq for seq in free[1:]))
+    others = [i for i, seq in enumerate(free) if stopper not in seq]
+    tok = EosAs(tokenizer, stopper)
+    out = generate_summaries(tuned, tok, prompts, batch_size=5, max_new_tokens=10)
+    assert out.texts[0] == tokenizer.decode(free[0][:free[0].index(stopper)], skip_special_tokens=True).strip()
+    for i in others:  # not stopped by sequence 0's EOS
+        assert out.texts[i] == tokenizer.decode(free[i], skip_special_tokens=True).strip()
+        assert out.hit_max[i]
+    assert not out.hit_max[0]
+
+
+def test_output_is_new_text_only(tiny_lm, tokenizer, cfg):
+    tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
+    prompts = _ids(tokenizer)
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=2, max_new_tokens=6)
+    for prompt_text, text in zip(PROMPTS, out.texts, strict=True):
+        assert "TL;DR" not in text and prompt_text.strip() not in text

@@ -1,0 +1,70 @@
+"""ANCHORS #10 and the training loop: best checkpoint really reloaded, only the method's tensors change."""
+
+import copy
+
+import pytest
+import torch
+
+from tunebench import train as train_module
+from tunebench.data.format import encode_example
+from tunebench.methods import METHODS
+from tunebench.methods.base import trainable_state
+from tunebench.runtime import resolve_runtime
+from tunebench.train import train
+
+PAIRS = [(f"Article number {i} says something about topic {i % 3}.", f"Topic {i % 3}.") for i in range(12)]
+
+
+def _data(tokenizer):
+    enc = [encode_example(tokenizer, str(i), a, s, "\nTL;DR:\n", 64, 16) for i, (a, s) in enumerate(PAIRS)]
+    return enc[:8], enc[8:]
+
+
+def test_best_checkpoint_is_the_best_epoch_not_the_last(tiny_lm, tokenizer, cfg, tmp_path, monkeypatch):
+    tuned = METHODS["lora"].apply(tiny_lm, cfg, tokenizer)
+    train_set, val_set = _data(tokenizer)
+    losses = iter([3.0, 1.0, 2.0])  # epoch 2 is best
+    monkeypatch.setattr(train_module, "evaluate_loss", lambda *a, **k: next(losses))
+    snapshots = {}
+    tcfg = copy.deepcopy(cfg.train)
+    tcfg.epochs, tcfg.warmup_steps = 3, 0
+    result = train(tuned, train_set, val_set, tcfg, 1e-2, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+                   tokenizer.pad_token_id, show_progress=False,
+                   on_epoch_end=lambda epoch, m: snapshots.__setitem__(epoch, trainable_state(m)))
+    assert (result.best_epoch, result.best_step, result.epochs) == (2, 4, 3)
+    final = trainable_state(tuned)
+    for name, tensor in final.items():
+        assert torch.equal(tensor, snapshots[2][name]), name
+    assert any(not torch.equal(final[n], snapshots[3][n]) for n in final)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_training_changes_only_the_method_tensors(tiny_lm, tokenizer, cfg, tmp_path, name):
+    embedding_before = tiny_lm.get_input_embeddings().weight.detach().clone()
+    tuned = METHODS[name].apply(tiny_lm, cfg, tokenizer)
+    before = {n: p.detach().clone() for n, p in tuned.named_parameters()}
+    train_set, val_set = _data(tokenizer)
+    tcfg = copy.deepcopy(cfg.train)
+    tcfg.epochs, tcfg.warmup_steps = 2, 0
+    result = train(tuned, train_set, val_set, tcfg, 1e-2, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+                   tokenizer.pad_token_id, show_progress=False)
+    assert result.steps == 4 and len(result.val_loss_per_epoch) == 2 and result.train_tokens > 0
+    for n, p in tuned.named_parameters():
+        if p.requires_grad:
+            assert not torch.equal(p, before[n]), f"{n} was meant to train but did not change"
+        else:
+            assert torch.equal(p, before[n]), f"{n} is frozen but changed"
+    # the input embedding is bit-identical after training, for every method (last-block unties the head)
+    assert torch.equal(tuned.lm.get_input_embeddings().weight, embedding_before)
+    if name == "prompt-tuning":
+        assert torch.isfinite(tuned.prefix.weight).all()
+
+
+def test_nan_loss_is_detected_within_a_step(tiny_lm, tokenizer, cfg, tmp_path):
+    tuned = METHODS["prompt-tuning"].apply(tiny_lm, cfg, tokenizer)
+    with torch.no_grad():
+        tuned.prefix.weight[0, 0] = float("nan")
+    train_set, val_set = _data(tokenizer)
+    with pytest.raises(FloatingPointError, match="at step 1"):
+        train(tuned, train_set, val_set, cfg.train, 1e-3, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+              tokenizer.pad_token_id, show_progress=False)
