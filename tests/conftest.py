@@ -15,7 +15,7 @@ def sharpen(lm: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Mo
     """Re-draw a random model's weights wider, so greedy decoding is not a near-tie everywhere."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, param in lm.named_parameters():
+        for param in lm.parameters():
             if param.dim() >= 2:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     return lm

@@ -133,9 +133,9 @@ def run_method(bench: Workbench, method: Method, trained: bool) -> dict:
 
 def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
     """Run baselines and methods sequentially; write config, splits, results.json and report.md."""
+    bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    bench, data_facts = prepare(cfg, run_dir, show_progress)
     atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
     results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "data": data_facts,
                                                      "environment": environment(bench.runtime.as_dict())})

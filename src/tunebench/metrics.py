@@ -64,4 +64,5 @@ def paired_difference(a: list[float], b: list[float], seed: int = 0, resamples: 
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     p_value = min(1.0, 2 * min((means <= 0).mean(), (means >= 0).mean()))
-    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)], "p_value": float(max(p_value, 1 / resamples))}
+    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)],
+            "p_value": float(max(p_value, 1 / resamples))}

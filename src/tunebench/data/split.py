@@ -24,13 +24,17 @@ class Splits:
 
 def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int,
                 max_train: int | None = None, fraction: float = 1.0) -> Splits:
-    """Shuffle with `seed`, take test, then validation, then (a fraction of, capped) training pairs."""
+    """Shuffle with `seed`; test from the front, validation from the back, training pairs in between.
+
+    Taking test and validation from opposite ends keeps each one fixed when the other's size changes.
+    """
     if n_val + n_test >= len(examples):
         raise TunebenchError(f"data.n_val ({n_val}) + data.n_test ({n_test}) leave no training pairs out of "
                              f"{len(examples)}; lower them")
     order = sorted(examples, key=lambda ex: ex.id)  # independent of the source's row order
     random.Random(seed).shuffle(order)
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val = order[:n_test], order[len(order) - n_val:]
+    train = order[n_test:len(order) - n_val]
     train = train[:max(1, round(len(train) * fraction))]
     if max_train is not None:
         train = train[:max_train]

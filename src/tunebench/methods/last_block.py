@@ -27,7 +27,8 @@ def final_norm(lm: nn.Module) -> nn.Module:
     for module in lm.base_model.children():
         if "Norm" in type(module).__name__:
             return module
-    raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; set method.last_block.train_final_norm=false")
+    raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
+                         "set method.last_block.train_final_norm=false")
 
 
 def untie_head(lm: nn.Module) -> int:

@@ -64,7 +64,8 @@ def export(tuned: TunedModel, cfg: Config, out_dir: Path) -> None:
     config = tuned.adapter_config
     config.base_model_name_or_path = cfg.model.name
     config.save_pretrained(str(out_dir))
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(tuned.lm).items()}
+    state = get_peft_model_state_dict(tuned.lm, save_embedding_layers=False)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     save_file(state, str(out_dir / "adapter_model.safetensors"))
 
 

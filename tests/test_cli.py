@@ -1,0 +1,106 @@
+"""The command line end to end on the smoke preset (tiny random model, real XSum pairs), and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tunebench.cli import main
+from tunebench.data import load_examples
+from tunebench.report import HEADER, table_rows
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", "s", "--quiet"]) == 0
+    return runs / "s"
+
+
+def test_compare_writes_the_run_folder(smoke_run):
+    for rel in ["config.yaml", "results.json", "report.md", "splits.json", "lead/predictions.jsonl",
+                "zero-shot/predictions.jsonl", "lora/peft_adapter/adapter_config.json",
+                "lora/peft_adapter/adapter_model.safetensors"]:
+        assert (smoke_run / rel).is_file(), rel
+    for method in ("prompt-tuning", "lora", "last-block"):
+        assert (smoke_run / method / "weights.safetensors").stat().st_size > 0
+        lines = (smoke_run / method / "predictions.jsonl").read_text().splitlines()
+        assert len(lines) == 4 and set(json.loads(lines[0])) == {"id", "reference", "prediction"}
+
+
+def test_results_schema_and_identical_test_articles(smoke_run):
+    data = json.loads((smoke_run / "results.json").read_text())
+    assert data["schema_version"] == 1
+    assert [r["name"] for r in data["records"]] == ["lead-1", "zero-shot", "prompt-tuning", "lora", "last-block"]
+    assert all(r["status"] == "SUCCESS" for r in data["records"])
+    test_ids = json.loads((smoke_run / "splits.json").read_text())["test"]
+    for rec in data["records"]:
+        assert [a["id"] for a in rec["eval"]["per_article"]] == test_ids  # same articles for everyone
+    trained = [r for r in data["records"] if r["kind"] == "method"]
+    for rec in trained:
+        assert rec["train"]["best_epoch"] in (1, 2) and rec["train"]["steps"] == 8
+        assert 0 < rec["params"]["trainable"] < rec["params"]["total"]
+    assert data["environment"]["packages"]["torch"]
+
+
+def test_report_table_is_drawn_from_results(smoke_run):
+    data = json.loads((smoke_run / "results.json").read_text())
+    report = (smoke_run / "report.md").read_text()
+    assert "| " + " | ".join(HEADER) + " |" in report
+    for row, rec in zip(table_rows(data), data["records"], strict=True):
+        assert "| " + " | ".join(row) + " |" in report
+        rouge2 = rec["eval"]["rouge"]["rouge2"]
+        assert row[3].startswith(f"{rouge2['mean']:.1f} [")
+        if rec.get("params"):
+            assert row[6] == f"{rec['params']['trainable']:,}"
+
+
+def test_evaluate_and_summarize_reload_the_trained_method(smoke_run, capsys, tmp_path):
+    before = json.loads((smoke_run / "results.json").read_text())
+    lora = next(r for r in before["records"] if r["name"] == "lora")
+    assert main(["evaluate", str(smoke_run / "lora"), "--quiet"]) == 0
+    after = json.loads((smoke_run / "results.json").read_text())
+    again = next(r for r in after["records"] if r["name"] == "lora")
+    assert again["eval"]["per_article"] == lora["eval"]["per_article"]  # reloaded weights, same summaries
+    # summarizing a test article from a file gives the prediction the run recorded for it
+    first = json.loads((smoke_run / "lora" / "predictions.jsonl").read_text().splitlines()[0])
+    examples = {ex.id: ex for ex in load_examples("xsum-sample").examples}
+    article = tmp_path / "a.txt"
+    article.write_text(examples[first["id"]].article)
+    capsys.readouterr()
+    assert main(["summarize", "--from", str(smoke_run / "lora"), str(article)]) == 0
+    assert capsys.readouterr().out == first["prediction"] + "\n"
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tunebench", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "methods=[lora,dora]"], "unknown method 'dora'"),
+    (["--set", "train.lrr=1"], "unknown config key 'train.lrr' (did you mean 'lr'?)"),
+    (["--set", "model.name=./no/such/model"], "model directory './no/such/model' does not exist"),
+    (["--set", "data.source=nope"], "unknown data source 'nope'"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_results(tmp_path, args, message):
+    proc = _cli("compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "bad", "--quiet", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("tunebench: error: ")
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_hub_id_without_network_is_a_clear_error(tmp_path):
+    proc = _cli("compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "hub", "--quiet",
+                "--set", "model.name=gpt2", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 2
+    assert "could not load the model from Hub id 'gpt2'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "hub").exists()
+
+
+def test_evaluate_on_something_that_is_not_a_run(tmp_path):
+    proc = _cli("evaluate", str(tmp_path / "lora"))
+    assert proc.returncode == 2 and "is not RUN/METHOD" in proc.stderr

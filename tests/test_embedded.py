@@ -1,0 +1,57 @@
+"""End to end on the real embedded model (SmolLM2-135M-Instruct from the GGUF) and real XSum pairs."""
+
+import json
+
+import pytest
+
+from tunebench.cli import main
+from tunebench.data import load_examples
+
+pytestmark = pytest.mark.slow
+
+
+def smollm2_counts():
+    """Hand-computed trainable parameters for SmolLM2-135M (d=576, 30 layers, kv width 192, mlp 1536)."""
+    d, kv, mlp, vocab, layers, r = 576, 192, 1536, 49152, 30, 8
+    lora_per_layer = r * (d + d) + 2 * r * (d + kv) + r * (d + d)  # q, k, v, o
+    block = d * d * 2 + d * kv * 2 + 3 * d * mlp + 2 * d
+    return {"prompt-tuning": 20 * d, "lora": layers * lora_per_layer, "last-block": block + d + vocab * d}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["compare", "--preset", "demo", "--runs-dir", str(runs), "--name", "real", "--quiet", "--set",
+            "data.max_train=8", "data.n_val=2", "data.n_test=4", "data.max_article_tokens=128", "train.batch_size=4",
+            "eval.max_new_tokens=16", "eval.batch_size=4", "eval.test_loss=true"]
+    assert main(args) == 0
+    return runs / "real"
+
+
+def test_real_model_and_data_end_to_end(real_run):
+    data = json.loads((real_run / "results.json").read_text())
+    records = {r["name"]: r for r in data["records"]}
+    assert list(records) == ["lead-1", "zero-shot", "prompt-tuning", "lora", "last-block"]
+    assert all(r["status"] == "SUCCESS" for r in records.values())
+    assert data["data"]["rows_read"] == 1000 and data["data"]["rows_kept"] == 999
+    assert data["data"]["split_sizes"] == {"train": 8, "val": 2, "test": 4}
+    expected = smollm2_counts()
+    for name, count in expected.items():
+        assert records[name]["params"]["trainable"] == count, name
+        assert records[name]["params"]["total"] >= 134_515_008
+        assert records[name]["train"]["steps"] == 2
+    assert records["last-block"]["params"]["head_params_added"] == 49152 * 576
+    for rec in records.values():
+        rouge = rec["eval"]["rouge"]
+        assert all(0 <= rouge[k]["mean"] <= 100 for k in rouge)
+    assert records["lead-1"]["eval"]["rouge"]["rouge1"]["mean"] > 5  # real text overlaps its reference
+    assert records["lora"]["eval"]["test_loss"] < 10
+
+
+def test_no_prediction_contains_its_prompt(real_run):
+    articles = {ex.id: ex.article for ex in load_examples("xsum-sample").examples}
+    for method in ("zero-shot", "prompt-tuning", "lora", "last-block"):
+        for line in (real_run / method / "predictions.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            assert "TL;DR" not in row["prediction"]
+            assert articles[row["id"]][:60] not in row["prediction"]
