@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -65,15 +66,18 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from tunebench.compare import Workbench, evaluate_tuned, prepare
+    from tunebench.compare import evaluate_tuned, prepare
     from tunebench.report import write_report
     from tunebench.results import ResultsFile, read_results
     from tunebench.trained import load_trained, split_target
 
     run_dir, name = split_target(args.target)
-    cfg, tuned, _ = load_trained(run_dir, name)
-    bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet)
-    bench = Workbench(**{**bench.__dict__, "base_lm": None})
+    cfg, tuned, tokenizer = load_trained(run_dir, name)
+    bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet, model=(tuned.lm, tokenizer))
+    recorded = json.loads((run_dir / "splits.json").read_text())["test"]
+    if bench.splits.ids()["test"] != recorded:
+        raise TunebenchError(f"the test articles of {run_dir} can no longer be rebuilt from its data source; "
+                             "the source changed since the run")
     tuned.to(bench.runtime.device)
     evaluation, phase = evaluate_tuned(bench, tuned, name)
     data = read_results(run_dir)

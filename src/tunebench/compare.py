@@ -40,14 +40,15 @@ class Workbench:
     show_progress: bool = True
 
 
-def prepare(cfg: Config, run_dir: Path, show_progress: bool = True) -> tuple[Workbench, dict]:
-    """Load data and model, split and encode; returns the workbench and the data facts for the results."""
+def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
+            model: tuple[object, object] | None = None) -> tuple[Workbench, dict]:
+    """Load data and model (unless given), split and encode; returns the workbench and the data facts."""
     runtime = resolve_runtime(cfg.train.precision, cfg.train.threads)
     seed_everything(cfg.train.seed)
     loaded = load_examples(cfg.data.source)
     d = cfg.data
     splits = make_splits(loaded.examples, d.n_val, d.n_test, d.seed, d.max_train, d.fraction)
-    base_lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
+    base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
     base_lm.to(runtime.device)
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                                      d.max_summary_tokens) for ex in getattr(splits, name)]
