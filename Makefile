@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/tunebench compare --preset demo
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q
 
 test-fast: setup

@@ -4,8 +4,12 @@ import json
 
 import pytest
 
+from helpers import greedy_reference
 from tunebench.cli import main
 from tunebench.data import load_examples
+from tunebench.data.format import encode_prompt
+from tunebench.generate import generate_summaries
+from tunebench.trained import load_trained
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +59,15 @@ def test_no_prediction_contains_its_prompt(real_run):
             row = json.loads(line)
             assert "TL;DR" not in row["prediction"]
             assert articles[row["id"]][:60] not in row["prediction"]
+
+
+@pytest.mark.parametrize("method", ["prompt-tuning", "lora"])
+def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method):
+    cfg, tuned, tokenizer = load_trained(real_run, method)
+    articles = [ex.article for ex in load_examples("xsum-sample").examples[:3]]
+    prompts = [encode_prompt(tokenizer, a[: 100 + 150 * i], cfg.data.separator, 128) for i, a in enumerate(articles)]
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, max_new_tokens=12)
+    for prompt, text, count in zip(prompts, out.texts, out.new_tokens, strict=True):
+        expected = greedy_reference(tuned, prompt, 12, tokenizer.eos_token_id)
+        assert text == tokenizer.decode(expected, skip_special_tokens=True).strip()
+        assert count == min(len(expected) + 1, 12)

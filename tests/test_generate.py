@@ -3,26 +3,12 @@
 import pytest
 import torch
 
+from helpers import greedy_reference
 from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 
 PROMPTS = ["Short one.\nTL;DR:\n", "A somewhat longer article about the weather today.\nTL;DR:\n",
            "Mid length text here.\nTL;DR:\n", "x\nTL;DR:\n", "Another article of some length, for padding.\nTL;DR:\n"]
-
-
-@torch.no_grad()
-def greedy_reference(tuned, prompt_ids, max_new_tokens, eos_id):
-    """One sequence, no padding, no cache, no attention mask: recompute everything for every token."""
-    ids, out = list(prompt_ids), []
-    for _ in range(max_new_tokens):
-        t = torch.tensor([ids])
-        embeds, _ = tuned.embed(t, torch.ones_like(t))
-        token = int(tuned.lm(inputs_embeds=embeds, use_cache=False).logits[0, -1].argmax())
-        if token == eos_id:
-            break
-        out.append(token)
-        ids.append(token)
-    return out
 
 
 class EosAs:
