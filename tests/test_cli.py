@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tunebench.cli import main
+from tunebench.config import DataConfig
 from tunebench.data import load_examples
 from tunebench.report import HEADER, table_rows
 
@@ -66,7 +67,7 @@ def test_evaluate_and_summarize_reload_the_trained_method(smoke_run, capsys, tmp
     assert again["eval"]["per_article"] == lora["eval"]["per_article"]  # reloaded weights, same summaries
     # summarizing a test article from a file gives the prediction the run recorded for it
     first = json.loads((smoke_run / "lora" / "predictions.jsonl").read_text().splitlines()[0])
-    examples = {ex.id: ex for ex in load_examples("xsum-sample").examples}
+    examples = {ex.id: ex for ex in load_examples(DataConfig()).splits["all"].examples}
     article = tmp_path / "a.txt"
     article.write_text(examples[first["id"]].article)
     capsys.readouterr()
@@ -83,7 +84,7 @@ def _cli(*args, env=None):
     (["--set", "methods=[lora,dora]"], "unknown method 'dora'"),
     (["--set", "train.lrr=1"], "unknown config key 'train.lrr' (did you mean 'lr'?)"),
     (["--set", "model.name=./no/such/model"], "model directory './no/such/model' does not exist"),
-    (["--set", "data.source=nope"], "unknown data source 'nope'"),
+    (["--set", "data.source=nope"], "data source 'nope' is neither a file"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_results(tmp_path, args, message):
     proc = _cli("compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "bad", "--quiet", *args)

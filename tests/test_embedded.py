@@ -6,6 +6,7 @@ import pytest
 
 from helpers import greedy_reference
 from tunebench.cli import main
+from tunebench.config import DataConfig
 from tunebench.data import load_examples
 from tunebench.data.format import encode_prompt
 from tunebench.generate import generate_summaries
@@ -37,7 +38,8 @@ def test_real_model_and_data_end_to_end(real_run):
     records = {r["name"]: r for r in data["records"]}
     assert list(records) == ["lead-1", "zero-shot", "prompt-tuning", "lora", "last-block"]
     assert all(r["status"] == "SUCCESS" for r in records.values())
-    assert data["data"]["rows_read"] == 1000 and data["data"]["rows_kept"] == 999
+    sample = data["data"]["splits"]["all"]
+    assert (sample["rows_read"], sample["rows_kept"]) == (1000, 999)  # one row has an empty article or summary
     assert data["data"]["split_sizes"] == {"train": 8, "val": 2, "test": 4}
     expected = smollm2_counts()
     for name, count in expected.items():
@@ -53,7 +55,7 @@ def test_real_model_and_data_end_to_end(real_run):
 
 
 def test_no_prediction_contains_its_prompt(real_run):
-    articles = {ex.id: ex.article for ex in load_examples("xsum-sample").examples}
+    articles = {ex.id: ex.article for ex in load_examples(DataConfig()).splits["all"].examples}
     for method in ("zero-shot", "prompt-tuning", "lora", "last-block"):
         for line in (real_run / method / "predictions.jsonl").read_text().splitlines():
             row = json.loads(line)
@@ -64,7 +66,7 @@ def test_no_prediction_contains_its_prompt(real_run):
 @pytest.mark.parametrize("method", ["prompt-tuning", "lora"])
 def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method):
     cfg, tuned, tokenizer = load_trained(real_run, method)
-    articles = [ex.article for ex in load_examples("xsum-sample").examples[:3]]
+    articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:3]]
     prompts = [encode_prompt(tokenizer, a[: 100 + 150 * i], cfg.data.separator, 128) for i, a in enumerate(articles)]
     out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, max_new_tokens=12)
     for prompt, text, count in zip(prompts, out.texts, out.new_tokens, strict=True):

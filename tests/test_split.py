@@ -16,6 +16,5 @@ def test_split_is_seeded_disjoint_and_stable():
     assert make_splits(EXAMPLES, 8, 10, seed=3).ids()["test"] == ids["test"]
 
 
-def test_fraction_and_cap_select_articles():
-    assert make_splits(EXAMPLES, 5, 5, seed=0, fraction=0.1).sizes()["train"] == 4
+def test_cap_on_training_pairs():
     assert make_splits(EXAMPLES, 5, 5, seed=0, max_train=7).sizes()["train"] == 7

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD")
     summarize.add_argument("file", help="a text file holding one article, or - for standard input")
     sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
+    data = sub.add_parser("data", help="look at the data before training")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
+    _config_args(show)
     return parser
 
 
@@ -111,6 +115,12 @@ def cmd_summarize(args: argparse.Namespace) -> None:
     print(out.texts[0])
 
 
+def cmd_data_show(args: argparse.Namespace) -> None:
+    from tunebench.data.show import describe_data
+
+    print(describe_data(load_config(args.preset or ("demo" if not args.config else None), args.config, args.set)))
+
+
 def cmd_fetch(_: argparse.Namespace) -> None:
     from tunebench.data.sources import fetch_xsum_sample
     from tunebench.models import EMBEDDED, embedded_model_dir
@@ -133,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_summarize(args)
         elif args.command == "fetch":
             cmd_fetch(args)
+        elif args.command == "data":
+            cmd_data_show(args)
     except TunebenchError as exc:
         print(f"tunebench: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
-from tunebench.data import Splits, load_examples, make_splits
+from tunebench.data import Splits, load_examples, select_splits
 from tunebench.data.format import Encoded, encode_example
 from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
@@ -45,9 +45,9 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     """Load data and model (unless given), split and encode; returns the workbench and the data facts."""
     runtime = resolve_runtime(cfg.train.precision, cfg.train.threads)
     seed_everything(cfg.train.seed)
-    loaded = load_examples(cfg.data.source)
     d = cfg.data
-    splits = make_splits(loaded.examples, d.n_val, d.n_test, d.seed, d.max_train, d.fraction)
+    loaded = load_examples(d)
+    splits = select_splits(loaded, d)
     base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
     base_lm.to(runtime.device)
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
@@ -56,8 +56,7 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     truncated = {name: sum(1 for ex in getattr(splits, name)
                            if len(tokenizer(ex.article)["input_ids"]) > d.max_article_tokens)
                  for name in ("train", "val", "test")}
-    data_facts = {"source": d.source, "rows_read": loaded.rows_read, "rows_kept": len(loaded.examples),
-                  "rows_skipped": loaded.skipped, "split_sizes": splits.sizes(), "split_seed": d.seed,
+    data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json"}
     return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime, show_progress), data_facts
 

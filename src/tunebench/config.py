@@ -28,15 +28,28 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "xsum-sample"
-    """Where the article/summary pairs come from (the embedded XSum sample for now)."""
+    """`xsum-sample` (embedded), `hf:<dataset>[:<config>]`, a CSV/JSONL/JSON/Parquet file, or a folder of
+    per-split files (train.csv, validation.csv, test.csv: the Kaggle CNN/DailyMail layout)."""
+    text_column: str | None = None
+    """Column holding the article (None: article, document, text, dialogue or content)."""
+    summary_column: str | None = None
+    """Column holding the summary (None: highlights, summary, abstract or headline)."""
+    id_column: str | None = None
+    """Column holding a row id (None: id or guid if present, else the row number)."""
     seed: int = 0
-    """Seed of the train/validation/test split."""
+    """Seed of the fraction, the train/validation/test split and the caps."""
+    fraction: float = 1.0
+    """Seeded fraction of the articles of each split (the study's "10%" is 0.1)."""
     n_val: int = 50
+    """Validation articles: carved from the data, or the first of a seeded shuffle of the source's split."""
     n_test: int = 100
+    """Test articles: carved from the data, or the first of a seeded shuffle of the source's split."""
     max_train: int | None = None
     """Cap on training pairs (None: all pairs not used for validation or test)."""
-    fraction: float = 1.0
-    """Seeded fraction of the training articles to use (the study's "10%" is 0.1)."""
+    min_article_words: int = 20
+    """Articles with fewer words are skipped as too short to summarize."""
+    strip_bylines: bool | None = None
+    """Strip CNN datelines and Daily Mail bylines (None: on for CNN/DailyMail, off otherwise)."""
     max_article_tokens: int = 512
     max_summary_tokens: int = 128
     separator: str = "\nTL;DR:\n"
@@ -268,6 +281,7 @@ def validate(cfg: Config) -> None:
         if value < 1:
             raise TunebenchError(f"config key '{key}' must be >= 1, got {value}")
     for key, value in {"data.n_val": cfg.data.n_val, "data.n_test": cfg.data.n_test,
+                       "data.min_article_words": cfg.data.min_article_words,
                        "train.warmup_steps": cfg.train.warmup_steps}.items():
         if value < 0:
             raise TunebenchError(f"config key '{key}' must be >= 0, got {value}")

@@ -63,6 +63,41 @@ def _fix_pad(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+def _source(spec: str) -> tuple[str, bool]:
+    """(what from_pretrained gets, whether it is a local directory) for a Hub id, a folder or an embedded model."""
+    if spec in EMBEDDED:
+        return str(embedded_model_dir(spec)), True
+    if spec.startswith("embedded:"):
+        raise TunebenchError(f"unknown embedded model '{spec}' (available: {', '.join(EMBEDDED)})")
+    path = Path(spec).expanduser()
+    if path.exists():
+        return str(path), True
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise TunebenchError(f"model directory '{spec}' does not exist; give a Hugging Face model directory, "
+                             "a Hub id such as gpt2, or embedded:smollm2-135m")
+    return spec, False
+
+
+def _load_error(spec: str, source: str, local: bool, exc: Exception) -> TunebenchError:
+    where = f"local directory '{source}'" if local else f"Hub id '{spec}'"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TunebenchError(f"could not load the model from {where}: {first}. Without network, use a local "
+                          "model directory or model.name=embedded:smollm2-135m")
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False):
+    """The tokenizer of a model spec (with a pad token), without loading the model's weights."""
+    if spec.startswith("random:"):
+        return byte_tokenizer()
+    source, local = _source(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_error(spec, source, local, exc) from None
+    _fix_pad(tokenizer)
+    return tokenizer
+
+
 def load_model(spec: str, trust_remote_code: bool = False) -> tuple[PreTrainedModel, object]:
     """Return (model in eval mode, fp32, SDPA attention; tokenizer with a pad token) for a spec."""
     if spec.startswith("random:"):
@@ -70,26 +105,13 @@ def load_model(spec: str, trust_remote_code: bool = False) -> tuple[PreTrainedMo
         arch = spec.split(":", 1)[1]
         vocab = GPT2Config().vocab_size if arch == "gpt2" else len(tokenizer)
         return random_model(arch, vocab), tokenizer
-    if spec in EMBEDDED:
-        path = embedded_model_dir(spec)
-    elif spec.startswith("embedded:"):
-        raise TunebenchError(f"unknown embedded model '{spec}' (available: {', '.join(EMBEDDED)})")
-    else:
-        path = Path(spec).expanduser()
-        if not path.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
-            raise TunebenchError(f"model directory '{spec}' does not exist; give a Hugging Face model directory, "
-                                 "a Hub id such as gpt2, or embedded:smollm2-135m")
-    source = str(path) if path.exists() else spec
+    tokenizer = load_tokenizer(spec, trust_remote_code)
+    source, local = _source(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation="sdpa",
                                                      trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        where = f"local directory '{source}'" if path.exists() else f"Hub id '{spec}'"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TunebenchError(f"could not load the model from {where}: {first}. Without network, use a local "
-                             "model directory or model.name=embedded:smollm2-135m") from None
-    _fix_pad(tokenizer)
+        raise _load_error(spec, source, local, exc) from None
     return model.eval(), tokenizer
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tunebench.cache import atomic_write_text
 from tunebench.metrics import ROUGE_KEYS, paired_difference
+from tunebench.published import PUBLISHED, dataset_key
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
 
@@ -62,6 +63,16 @@ def comparisons(data: dict, key: str = "rouge2") -> list[str]:
     return lines
 
 
+def _data_line(facts: dict) -> str:
+    """Rows read, kept and skipped (by reason) per split of the source, as recorded in the results."""
+    parts = []
+    for name, split in facts.get("splits", {}).items():
+        skipped = ", ".join(f"{n} {reason}" for reason, n in split["rows_skipped"].items()) or "none skipped"
+        parts.append(f"{name}: {split['rows_read']} rows read of {split['rows_in_source']}, "
+                     f"{split['rows_kept']} kept ({skipped})")
+    return "Data rows: " + "; ".join(parts) + "." if parts else ""
+
+
 def render_markdown(data: dict) -> str:
     cfg, facts, env = data["config"], data["data"], data["environment"]
     out = ["# tunebench comparison", "",
@@ -69,12 +80,20 @@ def render_markdown(data: dict) -> str:
            f"(train {facts['split_sizes']['train']}, validation {facts['split_sizes']['val']}, "
            f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
            f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
+           _data_line(facts), "",
            "ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI].", "",
            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(row) + " |" for row in table_rows(data)]
     lines = comparisons(data)
     if lines:
         out += ["", "## Against the zero-shot baseline", ""] + lines
+    published = PUBLISHED.get(dataset_key(facts["source"]) or "", [])
+    if published:
+        out += ["", "## Published figures (not measured here)", "",
+                "From the papers below, on the dataset's full test set with other models and settings: context "
+                "for the rows above, not a like-for-like comparison.", "",
+                "| system | R-1 | R-2 | R-Lsum | source |", "|---|---|---|---|---|"]
+        out += [f"| {name} | {r1:.2f} | {r2:.2f} | {rl:.2f} | {src} |" for name, r1, r2, rl, src in published]
     notes = []
     for rec in data["records"]:
         if rec["status"] == "FAILED":

