@@ -53,9 +53,16 @@ def test_report_table_is_drawn_from_results(smoke_run):
     for row, rec in zip(table_rows(data), data["records"], strict=True):
         assert "| " + " | ".join(row) + " |" in report
         rouge2 = rec["eval"]["rouge"]["rouge2"]
-        assert row[3].startswith(f"{rouge2['mean']:.1f} [")
+        assert row[HEADER.index("R-2")].startswith(f"{rouge2['mean']:.1f} [")
         if rec.get("params"):
-            assert row[6] == f"{rec['params']['trainable']:,}"
+            assert row[HEADER.index("trainable params")] == f"{rec['params']['trainable']:,}"
+        if rec.get("train"):
+            assert row[HEADER.index("train s")] == f"{rec['train']['train_time_s']:.0f}"
+    # every pair of records is compared in words, on the same articles
+    names = [r["name"] for r in data["records"]]
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            assert f"- {first} vs {second}: " in report
 
 
 def test_evaluate_and_summarize_reload_the_trained_method(smoke_run, capsys, tmp_path):

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="baselines + every configured method, one run folder")
     _config_args(compare)
+    compare.add_argument("--seeds", help="repeat every method with these train seeds, e.g. 0,1,2")
     train = sub.add_parser("train", help="train and evaluate one method")
+    train.add_argument("--seeds", help="repeat with these train seeds, e.g. 0,1,2")
     train.add_argument("--method", required=True, help="prompt-tuning, lora or last-block")
     _config_args(train)
     evaluate = sub.add_parser("evaluate", help="re-evaluate a trained method: RUN/METHOD")
@@ -53,6 +55,18 @@ def _run_dir(args: argparse.Namespace, preset: str) -> Path:
     return run_dir
 
 
+def _seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise TunebenchError(f"--seeds '{text}' must be whole numbers separated by commas, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise TunebenchError(f"--seeds '{text}' must list distinct seeds, e.g. 0,1,2")
+    return seeds
+
+
 def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
     from tunebench.compare import run_compare
     from tunebench.report import render_markdown
@@ -64,7 +78,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
         overrides += [f"methods=[{','.join(methods)}]", "eval.baselines=[]"]
     cfg = load_config(preset, args.config, overrides)
     run_dir = _run_dir(args, preset or "custom")
-    run_compare(cfg, run_dir, show_progress=not args.quiet)
+    run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
     print(render_markdown(read_results(run_dir)))
     print(f"tunebench: wrote {run_dir}/ (results.json, report.md, predictions, weights)")
 
@@ -75,8 +89,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from tunebench.results import ResultsFile, read_results
     from tunebench.trained import load_trained, split_target
 
-    run_dir, name = split_target(args.target)
-    cfg, tuned, tokenizer = load_trained(run_dir, name)
+    run_dir, method, name = split_target(args.target)
+    cfg, tuned, tokenizer = load_trained(run_dir, method, name)
     bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet, model=(tuned.lm, tokenizer))
     recorded = json.loads((run_dir / "splits.json").read_text())["test"]
     if bench.splits.ids()["test"] != recorded:
@@ -98,10 +112,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_summarize(args: argparse.Namespace) -> None:
     from tunebench.data.format import encode_prompt
-    from tunebench.generate import generate_summaries
+    from tunebench.generate import DecodeSettings, generate_summaries
     from tunebench.trained import load_trained, split_target
 
-    run_dir, name = split_target(args.source)
+    run_dir, method, name = split_target(args.source)
     if args.file == "-":
         text = sys.stdin.read()
     else:
@@ -109,9 +123,9 @@ def cmd_summarize(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise TunebenchError(f"input file '{args.file}' does not exist; give a text file or - for stdin")
         text = path.read_text(encoding="utf-8")
-    cfg, tuned, tokenizer = load_trained(run_dir, name)
+    cfg, tuned, tokenizer = load_trained(run_dir, method, name)
     prompt = encode_prompt(tokenizer, text, cfg.data.separator, cfg.data.max_article_tokens)
-    out = generate_summaries(tuned, tokenizer, [prompt], 1, cfg.eval.max_new_tokens, cfg.eval.cut)
+    out = generate_summaries(tuned, tokenizer, [prompt], 1, DecodeSettings.from_config(cfg.eval))
     print(out.texts[0])
 
 

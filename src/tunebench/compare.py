@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits
 from tunebench.data.format import Encoded, encode_example
-from tunebench.generate import generate_summaries
+from tunebench.generate import DecodeSettings, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, lead_k, rouge_per_article
@@ -68,7 +70,8 @@ def score(bench: Workbench, predictions: list[str], name: str) -> dict:
     lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
              for ex, pred in zip(bench.splits.test, predictions, strict=True)]
     atomic_write_text(bench.run_dir / name / "predictions.jsonl", "\n".join(lines) + "\n")
-    return {"n_articles": len(refs), "rouge": aggregate(per_article, bench.cfg.train.seed),
+    resamples = bench.cfg.eval.bootstrap_resamples
+    return {"n_articles": len(refs), "rouge": aggregate(per_article, bench.cfg.data.seed, resamples),
             "per_article": [{"id": ex.id, **s} for ex, s in zip(bench.splits.test, per_article, strict=True)]}
 
 
@@ -79,13 +82,15 @@ def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict
     with PhaseMonitor() as gen_phase:
         bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
                    leave=False)
-        generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size, cfg.eval.max_new_tokens,
-                                       cfg.eval.cut, rt.device, rt.autocast(), progress=bar)
+        generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size,
+                                       DecodeSettings.from_config(cfg.eval), rt.device, rt.autocast(), progress=bar)
         bar.close()
     result = score(bench, generated.texts, name)
+    result["decoding"] = asdict(DecodeSettings.from_config(cfg.eval))
     if cfg.eval.test_loss:
         result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
                                             bench.tokenizer.pad_token_id, rt)
+        result["test_perplexity"] = math.exp(min(result["test_loss"], 50.0))
     result["mean_new_tokens"] = sum(generated.new_tokens) / max(len(prompts), 1)
     result["share_hit_max_new_tokens"] = sum(generated.hit_max) / max(len(prompts), 1)
     result["summaries_per_s"] = len(prompts) / gen_phase.wall_s if gen_phase.wall_s else 0.0
@@ -100,12 +105,21 @@ def run_lead(bench: Workbench) -> dict:
             "phases": {"generation": phase.as_dict()}, "params": None}
 
 
-def run_method(bench: Workbench, method: Method, trained: bool) -> dict:
-    """Apply a method to a fresh copy of the base model, train it (unless a baseline), evaluate, save."""
+def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None = None,
+               name: str | None = None) -> dict:
+    """Apply a method to a fresh copy of the base model, train it (unless a baseline), evaluate, save.
+
+    `seed` overrides train.seed (initialisation and data order) for repeats; `name` names the record and
+    its folder (default: the method's name).
+    """
     cfg = bench.cfg
-    out_dir = bench.run_dir / method.name
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+    name = name or method.name
+    out_dir = bench.run_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    record: dict = {"name": method.name, "kind": "method" if trained else "baseline", "status": "RUNNING",
+    record: dict = {"name": name, "method": method.name, "seed": cfg.train.seed,
+                    "kind": "method" if trained else "baseline", "status": "RUNNING",
                     "settings": method.describe(cfg), "phases": {}}
     with PhaseMonitor() as setup:
         seed_everything(cfg.train.seed)
@@ -125,19 +139,20 @@ def run_method(bench: Workbench, method: Method, trained: bool) -> dict:
         if method.export is not None:
             method.export(tuned, cfg, out_dir / "peft_adapter")
         weights = out_dir / "weights.safetensors"
-        record["artifacts"] = {"weights": f"{method.name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
-    record["eval"], record["phases"]["generation"] = evaluate_tuned(bench, tuned, method.name)
+        record["artifacts"] = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
+    record["eval"], record["phases"]["generation"] = evaluate_tuned(bench, tuned, name)
     record["status"] = "SUCCESS"
     return record
 
 
-def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
-    """Run baselines and methods sequentially; write config, splits, results.json and report.md."""
+def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: list[int] | None = None) -> Path:
+    """Run baselines and methods (each once per seed) sequentially; write config, splits, results, report."""
+    seeds = seeds or [cfg.train.seed]
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
-    results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "data": data_facts,
+    results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
                                                      "environment": environment(bench.runtime.as_dict())})
     results.save()
     jobs = []
@@ -145,8 +160,10 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True) -> Path:
         jobs.append((f"lead-{cfg.eval.lead_k}", lambda: run_lead(bench)))
     if "zero-shot" in cfg.eval.baselines:
         jobs.append(("zero-shot", lambda: run_method(bench, ZERO_SHOT, trained=False)))
-    for name in cfg.methods:
-        jobs.append((name, lambda m=METHODS[name]: run_method(bench, m, trained=True)))
+    for method in cfg.methods:
+        for seed in seeds:
+            name = method if len(seeds) == 1 else f"{method}@seed{seed}"
+            jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
     for name, job in jobs:
         print(f"tunebench: {name} ...", flush=True)
         try:

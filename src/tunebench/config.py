@@ -79,11 +79,22 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 16
     max_new_tokens: int = 64
+    num_beams: int = 1
+    """1: greedy decoding; more: beam search."""
+    no_repeat_ngram_size: int = 0
+    """Forbid repeating n-grams of this size within a summary (0: off); n-grams of the article stay allowed."""
+    length_penalty: float = 1.0
+    """Beam search only: > 1 favours longer summaries, < 1 shorter ones."""
     cut: str = "eos"
     """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`."""
+    max_sentences: int | None = None
+    """Keep only the first n sentences of a summary after the cut (None: all)."""
     lead_k: int = 1
+    """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum)."""
     test_loss: bool = True
-    """Also compute the loss on the reference summaries of the test set (one extra forward pass)."""
+    """Also compute the loss and perplexity on the reference summaries of the test set (no generation)."""
+    bootstrap_resamples: int = 1000
+    """Resamples for the 95% bootstrap intervals and paired tests."""
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot"])
 
 
@@ -274,6 +285,8 @@ def validate(cfg: Config) -> None:
         "train.grad_accum_steps": cfg.train.grad_accum_steps, "eval.batch_size": cfg.eval.batch_size,
         "eval.max_new_tokens": cfg.eval.max_new_tokens, "data.max_article_tokens": cfg.data.max_article_tokens,
         "data.max_summary_tokens": cfg.data.max_summary_tokens, "eval.lead_k": cfg.eval.lead_k,
+        "eval.num_beams": cfg.eval.num_beams, "eval.bootstrap_resamples": cfg.eval.bootstrap_resamples,
+        "eval.max_sentences": cfg.eval.max_sentences or 1,
         "method.lora.r": cfg.method.lora.r, "method.last_block.num_blocks": cfg.method.last_block.num_blocks,
         "method.prompt_tuning.num_virtual_tokens": cfg.method.prompt_tuning.num_virtual_tokens,
     }
@@ -281,6 +294,7 @@ def validate(cfg: Config) -> None:
         if value < 1:
             raise TunebenchError(f"config key '{key}' must be >= 1, got {value}")
     for key, value in {"data.n_val": cfg.data.n_val, "data.n_test": cfg.data.n_test,
+                       "eval.no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
                        "data.min_article_words": cfg.data.min_article_words,
                        "train.warmup_steps": cfg.train.warmup_steps}.items():
         if value < 0:

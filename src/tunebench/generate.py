@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 
+from tunebench.config import EvalConfig
 from tunebench.data.format import left_pad
 from tunebench.methods.base import TunedModel
+from tunebench.metrics import split_sentences
 
 
 @dataclass
@@ -19,22 +21,47 @@ class Generated:
     """Generated tokens per summary (up to and including EOS)."""
     hit_max: list[bool]
     """Whether a summary ran to max_new_tokens without an EOS."""
+    tokens: list[list[int]]
+    """The generated token ids before EOS (before any text cut)."""
 
 
-def cut_text(text: str, cut: str) -> str:
-    """Where a summary ends: at EOS (already cut), at the first non-empty line, or at the first blank line."""
+def cut_text(text: str, cut: str, max_sentences: int | None = None) -> str:
+    """Where a summary ends: at EOS (already cut), at the first non-empty line, or at the first blank line;
+    then, optionally, only its first `max_sentences` sentences."""
     if cut == "first_line":
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return lines[0] if lines else ""
-    if cut == "blank_line":
-        return text.strip().split("\n\n", 1)[0].strip()
-    return text.strip()
+        text = lines[0] if lines else ""
+    elif cut == "blank_line":
+        text = text.strip().split("\n\n", 1)[0]
+    text = text.strip()
+    if max_sentences is not None:
+        text = "\n".join(split_sentences(text)[:max_sentences])
+    return text
 
 
-def generation_config(tokenizer, max_new_tokens: int) -> GenerationConfig:
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How summaries are decoded (recorded with every result)."""
+
+    max_new_tokens: int = 64
+    num_beams: int = 1
+    no_repeat_ngram_size: int = 0
+    length_penalty: float = 1.0
+    cut: str = "eos"
+    max_sentences: int | None = None
+
+    @classmethod
+    def from_config(cls, ev: EvalConfig) -> DecodeSettings:
+        return cls(ev.max_new_tokens, ev.num_beams, ev.no_repeat_ngram_size, ev.length_penalty, ev.cut,
+                   ev.max_sentences)
+
+
+def generation_config(tokenizer, settings: DecodeSettings) -> GenerationConfig:
     # A fresh config, so a model's own sampling defaults (temperature, top_p...) never leak in.
-    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    extra = {"length_penalty": settings.length_penalty} if settings.num_beams > 1 else {}
+    return GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, num_beams=settings.num_beams,
+                            no_repeat_ngram_size=settings.no_repeat_ngram_size, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, **extra)
 
 
 def until_eos(tokens: list[int], eos_id: int) -> list[int]:
@@ -44,17 +71,19 @@ def until_eos(tokens: list[int], eos_id: int) -> list[int]:
 
 @torch.no_grad()
 def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], batch_size: int,
-                       max_new_tokens: int, cut: str = "eos", device: str = "cpu",
+                       settings: DecodeSettings, device: str = "cpu",
                        autocast: AbstractContextManager | None = None, progress=None) -> Generated:
-    """Greedy summaries for tokenised prompts, in the prompts' order.
+    """Summaries for tokenised prompts (greedy unless `settings.num_beams` > 1), in the prompts' order.
 
     Prompts are sorted by length so batches carry little padding; each batch is left-padded and
     decoded with a KV cache; only tokens after the prompt are decoded.
     """
     model.eval()
-    config = generation_config(tokenizer, max_new_tokens)
+    config = generation_config(tokenizer, settings)
+    max_new_tokens = settings.max_new_tokens
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts, counts, hit = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
+    token_ids: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
@@ -62,9 +91,11 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
             out = model.generate(ids.to(device), mask.to(device), config)
         for row, index in enumerate(chunk):
             tokens = until_eos(out[row].tolist(), tokenizer.eos_token_id)
-            texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), cut)
+            token_ids[index] = tokens
+            texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
+                                    settings.max_sentences)
             counts[index] = min(len(tokens) + 1, max_new_tokens)
             hit[index] = len(tokens) >= max_new_tokens
         if progress is not None:
             progress.update(len(chunk))
-    return Generated(texts, counts, hit)
+    return Generated(texts, counts, hit, token_ids)

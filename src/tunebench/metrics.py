@@ -47,12 +47,12 @@ def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 1000) -> t
     return float(low), float(high)
 
 
-def aggregate(per_article: list[dict[str, float]], seed: int = 0) -> dict[str, dict[str, float]]:
+def aggregate(per_article: list[dict[str, float]], seed: int = 0, resamples: int = 1000) -> dict[str, dict]:
     """Mean and 95% bootstrap CI of each ROUGE key."""
     out = {}
     for key in ROUGE_KEYS:
         values = [s[key] for s in per_article]
-        low, high = bootstrap_ci(values, seed)
+        low, high = bootstrap_ci(values, seed, resamples)
         out[key] = {"mean": float(np.mean(values)) if values else float("nan"), "ci95": [low, high]}
     return out
 

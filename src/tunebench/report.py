@@ -1,14 +1,20 @@
-"""results.json -> report.md. Every figure in the report is read from the results file."""
+"""results.json -> report.md. Every figure in the report is read from (or computed from) the results file."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
+
+import numpy as np
 
 from tunebench.cache import atomic_write_text
 from tunebench.metrics import ROUGE_KEYS, paired_difference
 from tunebench.published import PUBLISHED, dataset_key
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
+COMPARED_KEYS = ("rouge1", "rouge2", "rougeLsum")
+HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl", "trainable params",
+          "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
 
 
 def _rouge_cell(rouge: dict, key: str) -> str:
@@ -25,12 +31,16 @@ def table_rows(data: dict) -> list[list[str]]:
     rows = []
     for rec in data["records"]:
         if rec["status"] != "SUCCESS":
-            rows.append([rec["name"], rec["status"]] + [""] * 9)
+            rows.append([rec["name"], rec["status"]] + [""] * (len(HEADER) - 2))
             continue
-        rouge, params = rec["eval"]["rouge"], rec.get("params") or {}
+        ev, params = rec["eval"], rec.get("params") or {}
         train, phases = rec.get("train") or {}, rec.get("phases", {})
         peak = max((p.get("peak_rss_mb", 0) for p in phases.values()), default=None)
-        rows.append([rec["name"], rec["status"]] + [_rouge_cell(rouge, k) for k in ROUGE_KEYS] + [
+        tokens = ev.get("mean_new_tokens")
+        gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
+        rows.append([rec["name"], rec["status"]] + [_rouge_cell(ev["rouge"], k) for k in ROUGE_KEYS] + [
+            gen,
+            _num(ev.get("test_perplexity"), "{:.2f}"),
             _num(params.get("trainable")),
             _num(train.get("train_time_s"), "{:.0f}"),
             _num(train.get("train_tokens_per_s"), "{:.0f}"),
@@ -41,25 +51,60 @@ def table_rows(data: dict) -> list[list[str]]:
     return rows
 
 
-HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "trainable params", "train s", "train tok/s",
-          "generate s", "peak RSS MB", "best epoch"]
-
-
-def comparisons(data: dict, key: str = "rouge2") -> list[str]:
-    """Sentences comparing each trained method with the zero-shot baseline on the same articles."""
-    recs = {r["name"]: r for r in data["records"] if r["status"] == "SUCCESS"}
-    if "zero-shot" not in recs:
-        return []
-    base = [a[key] for a in recs["zero-shot"]["eval"]["per_article"]]
+def seed_summary(data: dict) -> list[str]:
+    """Mean +- std across seeds for every method run with more than one seed."""
+    by_method: dict[str, list[dict]] = {}
+    for rec in data["records"]:
+        if rec["status"] == "SUCCESS" and rec["kind"] == "method":
+            by_method.setdefault(rec.get("method", rec["name"]), []).append(rec)
     lines = []
-    for name, rec in recs.items():
-        if rec["kind"] != "method":
+    for method, recs in by_method.items():
+        if len(recs) < 2:
             continue
-        diff = paired_difference([a[key] for a in rec["eval"]["per_article"]], base)
-        verdict = "better than" if diff["ci95"][0] > 0 else "worse than" if diff["ci95"][1] < 0 else \
-            "not distinguishable from"
-        lines.append(f"- {name} is {verdict} zero-shot on {LABELS[key]}: {diff['mean']:+.1f} "
-                     f"[{diff['ci95'][0]:+.1f}, {diff['ci95'][1]:+.1f}], paired bootstrap p = {diff['p_value']:.3f}")
+        cells = []
+        for key in ROUGE_KEYS:
+            values = np.array([r["eval"]["rouge"][key]["mean"] for r in recs])
+            cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
+        seeds = ", ".join(str(r.get("seed")) for r in recs)
+        lines.append(f"| {method} | {len(recs)} ({seeds}) | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return ["", "## Across seeds", "", "Mean ± standard deviation of the per-seed means above.", "",
+            "| method | seeds | R-1 | R-2 | R-L | R-Lsum |", "|---|---|---|---|---|---|", *lines]
+
+
+def primary_records(data: dict) -> list[dict]:
+    """Baselines and, per method, its first seed's record: the ones compared pairwise."""
+    seen, out = set(), []
+    for rec in data["records"]:
+        key = rec.get("method", rec["name"])
+        if rec["status"] == "SUCCESS" and key not in seen:
+            seen.add(key)
+            out.append(rec)
+    return out
+
+
+def _difference_words(a: str, b: str, key: str, diff: dict) -> str:
+    low, high = diff["ci95"]
+    if low > 0 or high < 0:
+        winner, loser = (a, b) if diff["mean"] > 0 else (b, a)
+        return (f"{winner} > {loser} on {LABELS[key]} by {abs(diff['mean']):.1f} "
+                f"[{min(abs(low), abs(high)):.1f}, {max(abs(low), abs(high)):.1f}], p = {diff['p_value']:.3f}")
+    return f"no significant difference on {LABELS[key]} ({diff['mean']:+.1f} [{low:+.1f}, {high:+.1f}], " \
+           f"p = {diff['p_value']:.3f})"
+
+
+def comparisons(data: dict) -> list[str]:
+    """For every pair of primary records: paired-bootstrap differences on the same articles, in words."""
+    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
+    lines = []
+    for first, second in combinations(primary_records(data), 2):
+        parts = []
+        for key in COMPARED_KEYS:
+            diff = paired_difference([x[key] for x in first["eval"]["per_article"]],
+                                     [x[key] for x in second["eval"]["per_article"]], resamples=resamples)
+            parts.append(_difference_words(first["name"], second["name"], key, diff))
+        lines.append(f"- {first['name']} vs {second['name']}: " + "; ".join(parts) + ".")
     return lines
 
 
@@ -73,32 +118,23 @@ def _data_line(facts: dict) -> str:
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
 
 
-def render_markdown(data: dict) -> str:
-    cfg, facts, env = data["config"], data["data"], data["environment"]
-    out = ["# tunebench comparison", "",
-           f"Model `{cfg['model']['name']}`; data `{facts['source']}` "
-           f"(train {facts['split_sizes']['train']}, validation {facts['split_sizes']['val']}, "
-           f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
-           f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
-           _data_line(facts), "",
-           "ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI].", "",
-           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(row) + " |" for row in table_rows(data)]
-    lines = comparisons(data)
-    if lines:
-        out += ["", "## Against the zero-shot baseline", ""] + lines
-    published = PUBLISHED.get(dataset_key(facts["source"]) or "", [])
-    if published:
-        out += ["", "## Published figures (not measured here)", "",
-                "From the papers below, on the dataset's full test set with other models and settings: context "
-                "for the rows above, not a like-for-like comparison.", "",
-                "| system | R-1 | R-2 | R-Lsum | source |", "|---|---|---|---|---|"]
-        out += [f"| {name} | {r1:.2f} | {r2:.2f} | {rl:.2f} | {src} |" for name, r1, r2, rl, src in published]
+def _published(facts: dict) -> list[str]:
+    rows = PUBLISHED.get(dataset_key(facts["source"]) or "", [])
+    if not rows:
+        return []
+    return ["", "## Published figures (not measured here)", "",
+            "From the papers below, on the dataset's full test set with other models and settings: context "
+            "for the rows above, not a like-for-like comparison.", "",
+            "| system | R-1 | R-2 | R-Lsum | source |", "|---|---|---|---|---|",
+            *[f"| {name} | {r1:.2f} | {r2:.2f} | {rl:.2f} | {src} |" for name, r1, r2, rl, src in rows]]
+
+
+def _notes(data: dict) -> list[str]:
     notes = []
     for rec in data["records"]:
         if rec["status"] == "FAILED":
             notes.append(f"- {rec['name']} FAILED: {rec.get('error')}")
-        elif rec.get("params", {}) and rec["params"].get("head_params_added"):
+        elif rec.get("params") and rec["params"].get("head_params_added"):
             notes.append(f"- {rec['name']}: the LM head was untied from the input embedding (which stays frozen); "
                          f"the trained head adds {rec['params']['head_params_added']:,} parameters to the model.")
         if rec.get("train"):
@@ -106,8 +142,32 @@ def render_markdown(data: dict) -> str:
             notes.append(f"- {rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "
                          f"(step {t['best_step']}, validation loss {t['best_val_loss']:.3f}); "
                          f"settings {rec.get('settings')}.")
-    if notes:
-        out += ["", "## Notes", ""] + notes
+    return ["", "## Notes", "", *notes] if notes else []
+
+
+def render_markdown(data: dict) -> str:
+    cfg, facts, env = data["config"], data["data"], data["environment"]
+    ev = cfg["eval"]
+    decoding = "greedy" if ev["num_beams"] == 1 else f"beam search ({ev['num_beams']} beams)"
+    out = ["# tunebench comparison", "",
+           f"Model `{cfg['model']['name']}`; data `{facts['source']}` "
+           f"(train {facts['split_sizes']['train']}, validation {facts['split_sizes']['val']}, "
+           f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
+           f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
+           _data_line(facts), "",
+           f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
+           f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
+           "'gen tokens' is the mean generated length and the share of summaries that hit the limit.", "",
+           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    out += ["| " + " | ".join(row) + " |" for row in table_rows(data)]
+    out += seed_summary(data)
+    lines = comparisons(data)
+    if lines:
+        out += ["", "## Which differences are significant", "",
+                "Paired bootstrap over the same test articles (95% interval of the mean difference, two-sided "
+                "p-value); with repeats, each method's first seed.", "", *lines]
+    out += _published(facts)
+    out += _notes(data)
     return "\n".join(out) + "\n"
 
 

@@ -14,26 +14,26 @@ from tunebench.methods.base import TunedModel, load_trainable_state
 from tunebench.models import load_model
 
 
-def split_target(target: str) -> tuple[Path, str]:
-    """`RUN/METHOD` -> (run folder, method name), checked."""
+def split_target(target: str) -> tuple[Path, str, str]:
+    """`RUN/METHOD` (or `RUN/METHOD@seedN` for repeats) -> (run folder, method name, record name), checked."""
     path = Path(target)
-    run_dir, name = path.parent, path.name
+    run_dir, record, name = path.parent, path.name, path.name.split("@", 1)[0]
     if not (run_dir / "config.yaml").is_file():
         raise TunebenchError(f"'{target}' is not RUN/METHOD: {run_dir} has no config.yaml "
                              "(give e.g. runs/demo-20261128-101500/lora)")
     if name not in METHODS and name != ZERO_SHOT.name:
         raise TunebenchError(f"'{name}' is not a method (choose one of {', '.join(METHODS)}, zero-shot)")
-    return run_dir, name
+    return run_dir, name, record
 
 
-def load_trained(run_dir: Path, name: str) -> tuple[Config, TunedModel, object]:
-    """(config, TunedModel with the saved trained tensors, tokenizer) for a method of a run."""
+def load_trained(run_dir: Path, name: str, record: str | None = None) -> tuple[Config, TunedModel, object]:
+    """(config, TunedModel with the saved trained tensors, tokenizer) for a method (record) of a run."""
     cfg = load_config(config_file=str(run_dir / "config.yaml"))
     lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
     method = METHODS.get(name, ZERO_SHOT)
     tuned = method.apply(lm, cfg, tokenizer)
     if name in METHODS:
-        weights = run_dir / name / "weights.safetensors"
+        weights = run_dir / (record or name) / "weights.safetensors"
         if not weights.is_file():
             raise TunebenchError(f"{weights} is missing: was '{name}' trained in this run?")
         try:
