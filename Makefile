@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/tunebench compare --preset demo
 
 test: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
 test-fast: setup

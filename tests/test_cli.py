@@ -112,3 +112,14 @@ def test_hub_id_without_network_is_a_clear_error(tmp_path):
 def test_evaluate_on_something_that_is_not_a_run(tmp_path):
     proc = _cli("evaluate", str(tmp_path / "lora"))
     assert proc.returncode == 2 and "is not RUN/METHOD" in proc.stderr
+
+
+def test_damaged_weights_file_is_a_clear_error(smoke_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run, copy)
+    (copy / "lora" / "weights.safetensors").write_bytes(b"\x00garbage, not safetensors")
+    proc = _cli("evaluate", str(copy / "lora"), "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "weights.safetensors cannot be loaded into 'lora'" in proc.stderr

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="baselines + every configured method, one run folder")
     _config_args(compare)
     compare.add_argument("--seeds", help="repeat every method with these train seeds, e.g. 0,1,2")
+    compare.add_argument("--resume", metavar="RUN", help="continue a killed run: finished methods are kept, the "
+                         "method in progress continues from its last checkpoint")
     train = sub.add_parser("train", help="train and evaluate one method")
     train.add_argument("--seeds", help="repeat with these train seeds, e.g. 0,1,2")
     train.add_argument("--method", required=True, help="prompt-tuning, lora or last-block")
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     summarize = sub.add_parser("summarize", help="summarize new text with a trained method")
     summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD")
     summarize.add_argument("file", help="a text file holding one article, or - for standard input")
+    report = sub.add_parser("report", help="rebuild report.md, report.html, plots and TensorBoard logs from "
+                            "results.json; several runs are merged into one comparison")
+    report.add_argument("runs", nargs="+", help="run folders")
+    report.add_argument("--out", help="folder for a merged report (default: runs/merged-<timestamp>)")
     sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
     data = sub.add_parser("data", help="look at the data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -72,6 +78,15 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     from tunebench.report import render_markdown
     from tunebench.results import read_results
 
+    if getattr(args, "resume", None):
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / "results.json").is_file():
+            raise TunebenchError(f"cannot resume '{args.resume}': it has no config.yaml and results.json; give a "
+                                 "run folder written by `tunebench compare`")
+        cfg = load_config(config_file=str(run_dir / "config.yaml"))
+        run_compare(cfg, run_dir, show_progress=not args.quiet, resume=True)
+        print(render_markdown(read_results(run_dir)))
+        return
     preset = args.preset or ("demo" if not args.config else None)
     overrides = list(args.set)
     if methods is not None:
@@ -85,8 +100,8 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from tunebench.compare import evaluate_tuned, prepare
-    from tunebench.report import write_report
-    from tunebench.results import ResultsFile, read_results
+    from tunebench.publish import write_outputs
+    from tunebench.results import ResultsFile
     from tunebench.trained import load_trained, split_target
 
     run_dir, method, name = split_target(args.target)
@@ -98,14 +113,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                              "the source changed since the run")
     tuned.to(bench.runtime.device)
     evaluation, phase = evaluate_tuned(bench, tuned, name)
-    data = read_results(run_dir)
-    results = ResultsFile(run_dir / "results.json", {})
-    results.data = data
+    results = ResultsFile.load(run_dir / "results.json")
+    data = results.data
     record = next((r for r in data["records"] if r["name"] == name), {"name": name, "kind": "method", "phases": {}})
     record.update(status="SUCCESS", eval=evaluation)
     record.setdefault("phases", {})["generation"] = phase
     results.add(record)
-    write_report(results.data, run_dir / "report.md")
+    write_outputs(results.data, run_dir)
     rouge = evaluation["rouge"]
     print(f"{name}: " + ", ".join(f"{k} {v['mean']:.2f}" for k, v in rouge.items()))
 
@@ -135,6 +149,23 @@ def cmd_data_show(args: argparse.Namespace) -> None:
     print(describe_data(load_config(args.preset or ("demo" if not args.config else None), args.config, args.set)))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from tunebench.cache import atomic_write_json
+    from tunebench.publish import write_outputs
+    from tunebench.results import merge_results, read_results
+
+    runs = [Path(r) for r in args.runs]
+    loaded = [(run.name, read_results(run)) for run in runs]
+    if len(loaded) == 1:
+        out, data = runs[0], loaded[0][1]
+    else:
+        out = Path(args.out) if args.out else Path("runs") / f"merged-{datetime.now():%Y%m%d-%H%M%S}"
+        data = merge_results(loaded)
+        atomic_write_json(out / "results.json", data)
+    write_outputs(data, out)
+    print(f"tunebench: wrote {out}/report.md, report.html, plots/, tb/")
+
+
 def cmd_fetch(_: argparse.Namespace) -> None:
     from tunebench.data.sources import fetch_xsum_sample
     from tunebench.models import EMBEDDED, embedded_model_dir
@@ -157,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
             cmd_summarize(args)
         elif args.command == "fetch":
             cmd_fetch(args)
+        elif args.command == "report":
+            cmd_report(args)
         elif args.command == "data":
             cmd_data_show(args)
     except TunebenchError as exc:
         print(f"tunebench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tunebench: interrupted; finished records are in the run's results.json", file=sys.stderr)
+        print("tunebench: interrupted; finished records are in the run's results.json; continue with "
+              "`tunebench compare --resume RUN`", file=sys.stderr)
         return 130
     return 0
 

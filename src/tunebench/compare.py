@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import shutil
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,12 +17,13 @@ from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits
 from tunebench.data.format import Encoded, encode_example
+from tunebench.errors import TunebenchError
 from tunebench.generate import DecodeSettings, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, lead_k, rouge_per_article
 from tunebench.models import count_parameters, load_model
-from tunebench.report import write_report
+from tunebench.publish import write_outputs
 from tunebench.resources import PhaseMonitor
 from tunebench.results import ResultsFile, environment
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
@@ -133,8 +135,9 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         lr = cfg.method_lr(method.name)
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
-                           out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress)
-        record["train"] = {"lr": lr, **asdict(result), "train_tokens_per_s": result.train_tokens_per_s}
+                           out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
+                           state_dir=out_dir / "checkpoint")
+        record["train"] = {"lr": lr, **asdict(result), **result.rates()}
         record["phases"]["train"] = phase.as_dict()
         if method.export is not None:
             method.export(tuned, cfg, out_dir / "peft_adapter")
@@ -142,19 +145,47 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         record["artifacts"] = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
     record["eval"], record["phases"]["generation"] = evaluate_tuned(bench, tuned, name)
     record["status"] = "SUCCESS"
+    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # done: the best weights are all that is kept
     return record
 
 
-def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: list[int] | None = None) -> Path:
-    """Run baselines and methods (each once per seed) sequentially; write config, splits, results, report."""
-    seeds = seeds or [cfg.train.seed]
+def check_disk(run_dir: Path, lm, n_runs: int) -> None:
+    """Stop before training if the run folder's disk cannot hold the worst case of weights and checkpoints.
+
+    Worst case per method: trained tensors as large as the whole model (fp32), twice for AdamW's moments, and
+    one checkpoint being replaced by the next; only one method's checkpoint exists at a time.
+    """
+    model_bytes = sum(p.numel() for p in lm.parameters()) * 4
+    needed = model_bytes * 4 + model_bytes * n_runs
+    existing = next(p for p in [run_dir, *run_dir.absolute().parents] if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        raise TunebenchError(f"{run_dir} has {free / 2**30:.1f} GiB free but the run may write up to "
+                             f"{needed / 2**30:.1f} GiB of weights and checkpoints; free space or use --runs-dir")
+
+
+def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: list[int] | None = None,
+                resume: bool = False) -> Path:
+    """Run baselines and methods (each once per seed) sequentially; write config, splits, results, report.
+
+    With `resume`, records already finished are kept and the method in progress continues from its checkpoint.
+    """
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-    atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
-    results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
-                                                     "environment": environment(bench.runtime.as_dict())})
-    results.save()
+    check_disk(run_dir, bench.base_lm, len(cfg.methods) * len(seeds or [0]))
+    if resume:
+        results = ResultsFile.load(run_dir / "results.json")
+        seeds = results.data["seeds"]
+        if json.loads((run_dir / "splits.json").read_text())["test"] != bench.splits.ids()["test"]:
+            raise TunebenchError(f"cannot resume {run_dir}: its data no longer gives the same test articles")
+    else:
+        seeds = seeds or [cfg.train.seed]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+        atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
+        results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
+                                                         "environment": environment(bench.runtime.as_dict())})
+        results.save()
+    done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     jobs = []
     if "lead" in cfg.eval.baselines:
         jobs.append((f"lead-{cfg.eval.lead_k}", lambda: run_lead(bench)))
@@ -165,6 +196,9 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
             name = method if len(seeds) == 1 else f"{method}@seed{seed}"
             jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
     for name, job in jobs:
+        if name in done:
+            print(f"tunebench: {name} finished before, kept", flush=True)
+            continue
         print(f"tunebench: {name} ...", flush=True)
         try:
             record = job()
@@ -173,5 +207,6 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
                       "traceback": traceback.format_exc()}
             print(f"tunebench: {name} FAILED: {exc}", flush=True)
         results.add(record)
-        write_report(results.data, run_dir / "report.md")
+        write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in
+    write_outputs(results.data, run_dir)
     return run_dir / "results.json"

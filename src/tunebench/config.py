@@ -73,6 +73,8 @@ class TrainConfig:
     """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
+    checkpoint_every_steps: int = 0
+    """Save the full training state every N optimizer steps (0: at each epoch end only) for --resume."""
 
 
 @dataclass
@@ -295,6 +297,7 @@ def validate(cfg: Config) -> None:
             raise TunebenchError(f"config key '{key}' must be >= 1, got {value}")
     for key, value in {"data.n_val": cfg.data.n_val, "data.n_test": cfg.data.n_test,
                        "eval.no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
+                       "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
                        "data.min_article_words": cfg.data.min_article_words,
                        "train.warmup_steps": cfg.train.warmup_steps}.items():
         if value < 0:

@@ -77,7 +77,7 @@ def primary_records(data: dict) -> list[dict]:
     """Baselines and, per method, its first seed's record: the ones compared pairwise."""
     seen, out = set(), []
     for rec in data["records"]:
-        key = rec.get("method", rec["name"])
+        key = rec["name"].split("@", 1)[0]  # lora@seed1 -> lora; merged runs keep their run prefix
         if rec["status"] == "SUCCESS" and key not in seen:
             seen.add(key)
             out.append(rec)
@@ -99,12 +99,42 @@ def comparisons(data: dict) -> list[str]:
     resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
     lines = []
     for first, second in combinations(primary_records(data), 2):
+        if [x["id"] for x in first["eval"]["per_article"]] != [x["id"] for x in second["eval"]["per_article"]]:
+            continue  # merged runs on different articles: no paired comparison
         parts = []
         for key in COMPARED_KEYS:
             diff = paired_difference([x[key] for x in first["eval"]["per_article"]],
                                      [x[key] for x in second["eval"]["per_article"]], resamples=resamples)
             parts.append(_difference_words(first["name"], second["name"], key, diff))
         lines.append(f"- {first['name']} vs {second['name']}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _peak_mb(rec: dict) -> float:
+    return max(p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values())
+
+
+def advice(data: dict, key: str = "rouge2") -> list[str]:
+    """A short 'which method to pick', from the numbers: best quality, cheapest within its interval, smallest."""
+    methods = [r for r in primary_records(data) if r["kind"] == "method" and r.get("train")]
+    if not methods:
+        return []
+    best = max(methods, key=lambda r: r["eval"]["rouge"][key]["mean"])
+    low, high = best["eval"]["rouge"][key]["ci95"]
+    close = [r for r in methods if r["eval"]["rouge"][key]["mean"] >= low]
+    fastest = min(close, key=lambda r: r["train"]["train_time_s"])
+    leanest = min(close, key=_peak_mb)
+    smallest = min(methods, key=lambda r: r["artifacts"]["weights_bytes"])
+    label = LABELS[key]
+    lines = [f"Best quality: {best['name']} ({label} {best['eval']['rouge'][key]['mean']:.1f}, "
+             f"95% CI [{low:.1f}, {high:.1f}])."]
+    others = ", ".join(r["name"] for r in close if r is not best)
+    lines.append(f"Within that interval: {others or 'no other method'}. Cheapest to train among them: "
+                 f"{fastest['name']} ({fastest['train']['train_time_s']:.0f} s); least peak memory: "
+                 f"{leanest['name']} ({_peak_mb(leanest):.0f} MB).")
+    lines.append(f"Smallest trained artefact: {smallest['name']} "
+                 f"({smallest['artifacts']['weights_bytes'] / 1024:,.0f} KiB, "
+                 f"{smallest['params']['trainable']:,} trainable parameters).")
     return lines
 
 
@@ -161,11 +191,14 @@ def render_markdown(data: dict) -> str:
            "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     out += ["| " + " | ".join(row) + " |" for row in table_rows(data)]
     out += seed_summary(data)
+    pick = advice(data)
+    if pick:
+        out += ["", "## Which method to pick", "", " ".join(pick)]
     lines = comparisons(data)
     if lines:
         out += ["", "## Which differences are significant", "",
-                "Paired bootstrap over the same test articles (95% interval of the mean difference, two-sided "
-                "p-value); with repeats, each method's first seed.", "", *lines]
+                "Paired bootstrap over the same test articles (95% interval of the mean difference, first minus "
+                "second; two-sided p-value); with repeats, each method's first seed.", "", *lines]
     out += _published(facts)
     out += _notes(data)
     return "\n".join(out) + "\n"

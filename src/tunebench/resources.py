@@ -1,4 +1,4 @@
-"""Wall time and this process's peak memory per phase (a background sampler; issue 5 extends this)."""
+"""Per-phase wall time, this process's peak memory, and CPU/GPU utilisation sampled in a background thread."""
 
 from __future__ import annotations
 
@@ -9,31 +9,70 @@ from types import TracebackType
 import psutil
 import torch
 
+MAX_SAMPLES = 300
+"""Samples kept per phase in the results (evenly thinned), so results.json stays small."""
+
+
+class _Gpu:
+    """GPU utilisation and memory through NVML (nvidia-ml-py), when a CUDA device and the library are present."""
+
+    def __init__(self):
+        self.handle = None
+        if not torch.cuda.is_available():
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+        except Exception:  # no NVML (driver, library): GPU utilisation is simply not sampled
+            self.handle = None
+
+    def sample(self) -> dict[str, float]:
+        if self.handle is None:
+            return {}
+        util = self.nvml.nvmlDeviceGetUtilizationRates(self.handle)
+        memory = self.nvml.nvmlDeviceGetMemoryInfo(self.handle)
+        return {"gpu_util_pct": float(util.gpu), "gpu_mem_used_mb": memory.used / 2**20}
+
 
 class PhaseMonitor:
-    """Context manager: wall seconds, peak RSS (sampled every `interval_s`) and peak CUDA memory of a phase."""
+    """Context manager: wall seconds, peak RSS, CUDA peaks, and a time series of CPU %, RSS (and GPU) samples."""
 
-    def __init__(self, interval_s: float = 0.1):
+    def __init__(self, interval_s: float = 0.5):
         self.interval_s = interval_s
         self.process = psutil.Process()
         self.wall_s = 0.0
         self.peak_rss_mb = 0.0
         self.start_rss_mb = 0.0
         self.peak_cuda_allocated_mb: float | None = None
+        self.peak_cuda_reserved_mb: float | None = None
+        self.samples: list[dict[str, float]] = []
+        self._gpu = _Gpu()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _sample(self) -> None:
+    def _take_sample(self) -> None:
+        rss = self.process.memory_info().rss / 2**20
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        sample = {"t_s": round(time.perf_counter() - self._start, 3), "rss_mb": round(rss, 1),
+                  # this process's share of all cores (100 = one full core)
+                  "cpu_pct": self.process.cpu_percent(None)}
+        self.samples.append({**sample, **self._gpu.sample()})
+
+    def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.peak_rss_mb = max(self.peak_rss_mb, self.process.memory_info().rss / 2**20)
+            self._take_sample()
 
     def __enter__(self) -> PhaseMonitor:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self.start_rss_mb = self.peak_rss_mb = self.process.memory_info().rss / 2**20
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self.process.cpu_percent(None)  # starts psutil's CPU-time interval
         self._start = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -41,13 +80,19 @@ class PhaseMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.peak_rss_mb = max(self.peak_rss_mb, self.process.memory_info().rss / 2**20)
+        self._take_sample()
         if torch.cuda.is_available():
             self.peak_cuda_allocated_mb = torch.cuda.max_memory_allocated() / 2**20
+            self.peak_cuda_reserved_mb = torch.cuda.max_memory_reserved() / 2**20
 
     def as_dict(self) -> dict:
         out = {"wall_s": round(self.wall_s, 3), "start_rss_mb": round(self.start_rss_mb, 1),
                "peak_rss_mb": round(self.peak_rss_mb, 1)}
         if self.peak_cuda_allocated_mb is not None:
             out["peak_cuda_allocated_mb"] = round(self.peak_cuda_allocated_mb, 1)
+            out["peak_cuda_reserved_mb"] = round(self.peak_cuda_reserved_mb, 1)
+        step = max(1, len(self.samples) // MAX_SAMPLES)
+        out["samples"] = self.samples[::step]
+        cpu = [s["cpu_pct"] for s in self.samples]
+        out["mean_cpu_pct"] = round(sum(cpu) / len(cpu), 1) if cpu else None
         return out

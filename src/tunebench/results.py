@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -13,7 +14,8 @@ from tunebench.cache import atomic_write_json
 from tunebench.errors import TunebenchError
 
 SCHEMA_VERSION = 1
-PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers")
+PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers", "datasets",
+            "numpy")
 
 
 def environment(runtime: dict) -> dict:
@@ -32,8 +34,11 @@ def environment(runtime: dict) -> dict:
                 break
     except OSError:
         pass
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
-            "packages": versions, "git_commit": _git_commit(), **runtime}
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu, "gpu": gpu,
+            "cpu_count": os.cpu_count(), "packages": versions, "git_commit": _git_commit(), **runtime}
 
 
 def _git_commit() -> str | None:
@@ -53,6 +58,13 @@ class ResultsFile:
         self.data = {"schema_version": SCHEMA_VERSION,
                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      **header, "records": []}
+
+    @classmethod
+    def load(cls, path: Path) -> ResultsFile:
+        """An existing results file, to add records to (resume, evaluate)."""
+        results = cls(path, {})
+        results.data = read_results(path.parent)
+        return results
 
     def add(self, record: dict) -> None:
         self.data["records"] = [r for r in self.data["records"] if r["name"] != record["name"]] + [record]
@@ -75,3 +87,12 @@ def read_results(run_dir: Path) -> dict:
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
                              f"{SCHEMA_VERSION}")
     return data
+
+
+def merge_results(runs: list[tuple[str, dict]]) -> dict:
+    """Several runs' results as one: records renamed `<run>/<name>`; header (config, data) from the first run."""
+    first = runs[0][1]
+    merged = {**first, "merged_from": [name for name, _ in runs], "records": []}
+    for name, data in runs:
+        merged["records"] += [{**rec, "name": f"{name}/{rec['name']}"} for rec in data["records"]]
+    return merged

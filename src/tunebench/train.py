@@ -7,6 +7,7 @@ and whether a learned prefix is prepended (see methods/base.py).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import IGNORE, Encoded, collate
 from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
@@ -41,10 +43,18 @@ class TrainResult:
     """Real (non-padding) tokens processed in training, prompts included."""
     target_tokens: int = 0
     """Tokens the loss was computed on (summary + EOS)."""
+    optimizer_state_bytes: int = 0
+    """Memory held by AdamW's moment estimates for the trained parameters."""
 
     @property
     def train_tokens_per_s(self) -> float:
         return self.train_tokens / self.train_time_s if self.train_time_s else 0.0
+
+    def rates(self) -> dict[str, float]:
+        """Throughput over the training time (validation excluded)."""
+        t = self.train_time_s or float("nan")
+        return {"train_tokens_per_s": self.train_tokens / t, "target_tokens_per_s": self.target_tokens / t,
+                "steps_per_s": self.steps / t}
 
 
 def per_example_loss(model: TunedModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +107,12 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
 
 def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
           runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
-          on_epoch_end: Callable[[int, TunedModel], None] | None = None) -> TrainResult:
-    """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it."""
+          on_epoch_end: Callable[[int, TunedModel], None] | None = None, state_dir: Path | None = None) -> TrainResult:
+    """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it.
+
+    With `state_dir`, the full training state is saved every `cfg.checkpoint_every_steps` optimizer steps and
+    at each epoch end, and training continues from it when it exists (a killed run resumes exactly).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum_steps)
@@ -106,14 +120,27 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
-    result = TrainResult()
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not show_progress, leave=False)
-    best = math.inf
-    for epoch in range(1, cfg.epochs + 1):
+    result, position = TrainResult(), {"epoch": 1, "micro": 0, "best": None}
+    if state_dir is not None and has_training_state(state_dir):
+        position, fields = load_training_state(state_dir, model, optimizer, scheduler)
+        result = TrainResult(**fields)
+    best = math.inf if position["best"] is None else position["best"]
+
+    def save_state(epoch: int, micro: int) -> None:
+        if state_dir is not None:
+            mark = {"epoch": epoch, "micro": micro, "best": None if math.isinf(best) else best}
+            save_training_state(state_dir, model, optimizer, scheduler, mark, result)
+
+    bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step", disable=not show_progress,
+               leave=False)
+    for epoch in range(position["epoch"], cfg.epochs + 1):
+        if result.steps >= total_steps:
+            break
         model.train()
         tick = time.perf_counter()
         batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
-        for micro, indices in enumerate(batches):
+        skip = position["micro"] if epoch == position["epoch"] else 0  # batches done before a resume
+        for micro, indices in enumerate(batches[skip:], start=skip):
             batch = to_device(collate([train_set[i] for i in indices], pad_id), runtime.device)
             with runtime.autocast():
                 loss_sum, counts = per_example_loss(model, batch)
@@ -133,11 +160,15 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             result.steps += 1
             result.train_loss_per_step.append(value)
             result.lr_per_step.append(scheduler.get_last_lr()[0])
+            now = time.perf_counter()
+            result.train_time_s, tick = result.train_time_s + now - tick, now
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
             if result.steps >= total_steps:
                 break
-        result.train_time_s += time.perf_counter() - tick
+            if cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0:
+                save_state(epoch, micro + 1)
+                tick = time.perf_counter()  # checkpoint writing is not training time
         result.epochs = epoch
         tick = time.perf_counter()
         val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime) if val_set else math.nan
@@ -146,13 +177,21 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
         if not val_set or val_loss < best:  # without validation data the last epoch is kept
             # a real copy on disk, not a reference to live tensors (ANCHORS #10)
             best, result.best_epoch, result.best_step = val_loss, epoch, result.steps
-            save_file(trainable_state(model), str(checkpoint))
+            atomic_save_file(trainable_state(model), checkpoint)
         if on_epoch_end is not None:
             on_epoch_end(epoch, model)
-        if result.steps >= total_steps:
-            break
+        save_state(epoch + 1, 0)
     bar.close()
+    result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()
+                                       for v in state.values() if torch.is_tensor(v))
     result.best_val_loss = best if val_set else math.nan
     load_trainable_state(model, load_file(str(checkpoint)))
     model.eval()
     return result
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors via a temp file + rename: a kill never leaves half a weights file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)

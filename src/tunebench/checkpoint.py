@@ -1,0 +1,90 @@
+"""Resumable training state: tensors in safetensors, everything else in JSON; nothing is unpickled.
+
+A checkpoint is a folder written beside the previous one and swapped in by rename, so a kill at any
+moment leaves either the old complete checkpoint or the new complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tunebench.cache import atomic_write_text
+from tunebench.errors import TunebenchError
+from tunebench.methods.base import load_trainable_state, trainable_state
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return tensors, {"python": [version, list(state), gauss],
+                     "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    version, state, gauss = meta["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def save_training_state(folder: Path, model, optimizer, scheduler, position: dict, result) -> None:
+    """Trainable weights, AdamW moments, scheduler, RNG states, loader position and the result so far."""
+    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for name, value in state.items():
+            tensors[f"opt.{index}.{name}"] = value.detach().cpu().contiguous()
+    rng_tensors, rng_meta = _rng_state()
+    tensors.update(rng_tensors)
+    meta = {"position": position, "result": asdict(result), "param_groups": opt["param_groups"],
+            "scheduler": scheduler.state_dict(), "rng": rng_meta}
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / "state.safetensors"))
+    atomic_write_text(tmp / "state.json", json.dumps(meta))
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        os.replace(folder, old)  # the previous complete checkpoint stays until the new one is in place
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
+    """Restore what save_training_state wrote; returns (position, result fields)."""
+    if not (folder / "state.json").is_file() and (folder.with_name(folder.name + ".old") / "state.json").is_file():
+        folder = folder.with_name(folder.name + ".old")  # killed between the two renames
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+        tensors = load_file(str(folder / "state.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
+    load_trainable_state(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    _set_rng_state(tensors, meta["rng"])
+    return meta["position"], meta["result"]
+
+
+def has_training_state(folder: Path) -> bool:
+    return (folder / "state.json").is_file() or (folder.with_name(folder.name + ".old") / "state.json").is_file()

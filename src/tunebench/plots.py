@@ -1,0 +1,176 @@
+"""PNG plots drawn from results.json only, one colour per method across every plot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tunebench.metrics import ROUGE_KEYS  # noqa: E402
+
+LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
+FIXED = {"lead": "#7f7f7f", "zero-shot": "#bcbd22", "prompt-tuning": "#1f77b4", "lora": "#d62728",
+         "last-block": "#2ca02c"}
+SPARE = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#ff7f0e"]
+
+
+def colour(record: dict) -> str:
+    """The same colour for a method in every plot (keyed by method, so its seeds share it)."""
+    key = record.get("method", record["name"])
+    key = "lead" if key.startswith("lead") else key
+    return FIXED.get(key, SPARE[sum(map(ord, key)) % len(SPARE)])
+
+
+def _ok(data: dict) -> list[dict]:
+    return [r for r in data["records"] if r["status"] == "SUCCESS"]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)  # then renamed: a reader never sees half a PNG
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if len(values) < window or window < 2:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def loss_curves(data: dict, path: Path) -> Path:
+    """Training loss of every method against training tokens: raw faint, smoothed solid."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for rec in _ok(data):
+        train = rec.get("train")
+        if not train or not train["train_loss_per_step"]:
+            continue
+        loss = np.array(train["train_loss_per_step"])
+        tokens = np.linspace(train["train_tokens"] / len(loss), train["train_tokens"], len(loss))
+        ax.plot(tokens, loss, color=colour(rec), alpha=0.25, linewidth=1)
+        window = max(1, len(loss) // 10)
+        smooth = _smooth(loss, window)
+        ax.plot(tokens[len(tokens) - len(smooth):], smooth, color=colour(rec), linewidth=2, label=rec["name"])
+    ax.set(xlabel="training tokens", ylabel="loss (nats / summary token)", title="Training loss")
+    ax.legend()
+    return _save(fig, path)
+
+
+def val_loss(data: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rec in _ok(data):
+        values = (rec.get("train") or {}).get("val_loss_per_epoch")
+        if values:
+            ax.plot(range(1, len(values) + 1), values, marker="o", color=colour(rec), label=rec["name"])
+    ax.set(xlabel="epoch", ylabel="validation loss (nats / summary token)", title="Validation loss per epoch")
+    ax.legend()
+    return _save(fig, path)
+
+
+def rouge_bars(data: dict, path: Path) -> Path:
+    """Mean ROUGE per method with its 95% bootstrap interval as whiskers."""
+    recs = _ok(data)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(recs), 1)
+    for i, rec in enumerate(recs):
+        rouge = rec["eval"]["rouge"]
+        means = np.array([rouge[k]["mean"] for k in ROUGE_KEYS])
+        lows = means - np.array([rouge[k]["ci95"][0] for k in ROUGE_KEYS])
+        highs = np.array([rouge[k]["ci95"][1] for k in ROUGE_KEYS]) - means
+        ax.bar(np.arange(len(ROUGE_KEYS)) + i * width, means, width, yerr=[lows, highs], capsize=3,
+               color=colour(rec), label=rec["name"])
+    ax.set_xticks(np.arange(len(ROUGE_KEYS)) + width * (len(recs) - 1) / 2, [LABELS[k] for k in ROUGE_KEYS])
+    ax.set(ylabel="ROUGE F1 x 100", title="ROUGE on the test articles (95% bootstrap CI)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pareto_front(costs: list[float], quality: list[float]) -> list[int]:
+    """Indices of points no other point beats on both lower cost and higher quality."""
+    front = []
+    for i, (c, q) in enumerate(zip(costs, quality, strict=True)):
+        dominated = any((c2 <= c and q2 >= q) and (c2 < c or q2 > q)
+                        for j, (c2, q2) in enumerate(zip(costs, quality, strict=True)) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: costs[i])
+
+
+def cost_of(rec: dict, what: str) -> float | None:
+    train, phases = rec.get("train"), rec.get("phases", {})
+    if not train:
+        return None
+    if what == "params":
+        return rec["params"]["trainable"]
+    if what == "time":
+        return train["train_time_s"]
+    return max(p.get("peak_rss_mb", 0) for p in phases.values())
+
+
+def quality_vs_cost(data: dict, path: Path) -> Path:
+    """R-2 against trainable parameters (log), training time and peak memory; the Pareto front dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (what, label) in zip(axes, (("params", "trainable parameters (log)"), ("time", "training time (s)"),
+                                        ("memory", "peak RSS (MB)")), strict=True):
+        recs = [r for r in _ok(data) if cost_of(r, what) is not None]
+        costs = [cost_of(r, what) for r in recs]
+        quality = [r["eval"]["rouge"]["rouge2"]["mean"] for r in recs]
+        for rec, c, q in zip(recs, costs, quality, strict=True):
+            ax.scatter(c, q, color=colour(rec), s=60, label=rec["name"], zorder=3)
+        front = pareto_front(costs, quality) if recs else []
+        ax.plot([costs[i] for i in front], [quality[i] for i in front], "k--", linewidth=1, label="Pareto front")
+        if what == "params":
+            ax.set_xscale("log")
+        ax.set(xlabel=label, ylabel="R-2 (F1 x 100)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Quality against cost")
+    return _save(fig, path)
+
+
+def resource_timelines(data: dict, path: Path) -> Path:
+    """CPU % of this process and its RSS over each method's phases, end to end."""
+    fig, (cpu_ax, mem_ax) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for rec in _ok(data):
+        offset, times, cpu, rss = 0.0, [], [], []
+        for phase in rec.get("phases", {}).values():
+            for sample in phase.get("samples", []):
+                times.append(offset + sample["t_s"])
+                cpu.append(sample["cpu_pct"])
+                rss.append(sample["rss_mb"])
+            offset += phase["wall_s"]
+        if times:
+            cpu_ax.plot(times, cpu, color=colour(rec), label=rec["name"])
+            mem_ax.plot(times, rss, color=colour(rec))
+    cpu_ax.set(ylabel="CPU % (100 = one core)", title="Resources over each method's run")
+    mem_ax.set(xlabel="seconds since the method started", ylabel="RSS (MB)")
+    cpu_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def lr_schedule(data: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for rec in _ok(data):
+        lrs = (rec.get("train") or {}).get("lr_per_step")
+        if lrs:
+            ax.plot(range(1, len(lrs) + 1), lrs, color=colour(rec), label=rec["name"])
+    ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning-rate schedule")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
+         "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule}
+
+
+def draw_all(data: dict, folder: Path) -> list[Path]:
+    """Every plot into `folder`; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [draw(data, folder / name) for name, draw in PLOTS.items()]

@@ -1,0 +1,19 @@
+"""Everything a run shows, rebuilt from its results alone: report.md, plots/, report.html, tb/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunebench.html_report import write_html
+from tunebench.plots import draw_all
+from tunebench.report import write_report
+from tunebench.tb import write_tensorboard
+
+
+def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
+    """The markdown report always; plots, the self-contained HTML and TensorBoard events when `figures`."""
+    write_report(data, run_dir / "report.md")
+    if figures:
+        plots = draw_all(data, run_dir / "plots")
+        write_html(data, plots, run_dir / "report.html")
+        write_tensorboard(data, run_dir / "tb")

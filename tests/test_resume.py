@@ -1,0 +1,100 @@
+"""Issue 7: a compare killed with SIGKILL and resumed ends with the results of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+SETTINGS = ["methods=[lora,last-block]", "eval.baselines=[zero-shot]", "train.epochs=3", "train.batch_size=2",
+            "train.checkpoint_every_steps=1"]
+
+
+def _compare(runs, name, *extra):
+    cmd = [sys.executable, "-m", "tunebench", "compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", name,
+           "--quiet", *extra]
+    if "--resume" not in extra:
+        cmd += ["--set", *SETTINGS]
+    return cmd
+
+
+def _comparable(run):
+    data = json.loads((run / "results.json").read_text())
+    out = {}
+    for rec in data["records"]:
+        train = rec.get("train") or {}
+        out[rec["name"]] = (rec["status"], train.get("train_loss_per_step"), train.get("val_loss_per_epoch"),
+                            train.get("best_epoch"), rec["eval"]["per_article"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("ref")
+    subprocess.run(_compare(runs, "ref"), check=True, capture_output=True, timeout=600)
+    return runs / "ref"
+
+
+def _kill_when(cmd, ready, timeout=300):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return killed
+
+
+def _lora_done(run):
+    try:
+        return any(r["name"] == "lora" for r in json.loads((run / "results.json").read_text())["records"])
+    except (OSError, ValueError):
+        return False
+
+
+@pytest.mark.parametrize("when", ["lora checkpoint written", "lora finished", "last-block checkpoint written"])
+def test_killed_and_resumed_equals_uninterrupted(reference, tmp_path, when):
+    run = tmp_path / "k"
+    ready = {"lora checkpoint written": lambda: (run / "lora" / "checkpoint" / "state.json").exists(),
+             "lora finished": lambda: _lora_done(run),
+             "last-block checkpoint written": lambda: (run / "last-block" / "checkpoint" / "state.json").exists()}
+    killed = _kill_when(_compare(tmp_path, "k"), ready[when])
+    assert killed, "the run finished before it could be killed"
+    json.loads((run / "results.json").read_text())  # never left half-written
+    subprocess.run(_compare(tmp_path, "k", "--resume", str(run)), check=True, capture_output=True, timeout=600)
+    assert _comparable(run) == _comparable(reference)
+    for method in ("lora", "last-block"):
+        assert (run / method / "weights.safetensors").read_bytes() == \
+            (reference / method / "weights.safetensors").read_bytes()
+        assert not (run / method / "checkpoint").exists()
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tunebench", "compare", "--resume", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "cannot resume" in proc.stderr
+
+
+def test_a_diverging_method_fails_alone(tmp_path, monkeypatch):
+    import torch
+
+    from tunebench.cli import main
+    from tunebench.methods import prompt_tuning
+
+    real = prompt_tuning.initial_prompt
+    monkeypatch.setattr(prompt_tuning, "initial_prompt",  # inject a NaN into this method's parameters only
+                        lambda *a: real(*a).index_fill_(0, torch.tensor([0]), float("nan")))
+    args = ["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "nan", "--quiet"]
+    assert main(args) == 0
+    data = json.loads((tmp_path / "nan" / "results.json").read_text())
+    status = {r["name"]: r["status"] for r in data["records"]}
+    assert status == {"lead-1": "SUCCESS", "zero-shot": "SUCCESS", "prompt-tuning": "FAILED", "lora": "SUCCESS",
+                      "last-block": "SUCCESS"}
+    failed = next(r for r in data["records"] if r["name"] == "prompt-tuning")
+    assert "training loss became" in failed["error"] and "at step 1" in failed["error"]
+    assert "prompt-tuning FAILED: FloatingPointError" in (tmp_path / "nan" / "report.md").read_text()
