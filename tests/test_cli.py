@@ -92,6 +92,7 @@ def _cli(*args, env=None):
     (["--set", "train.lrr=1"], "unknown config key 'train.lrr' (did you mean 'lr'?)"),
     (["--set", "model.name=./no/such/model"], "model directory './no/such/model' does not exist"),
     (["--set", "data.source=nope"], "data source 'nope' is neither a file"),
+    (["--set", "data.max_article_tokens=600"], "but random:llama-tiny reads at most 512; lower data.max_article"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_results(tmp_path, args, message):
     proc = _cli("compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "bad", "--quiet", *args)

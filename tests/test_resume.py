@@ -98,3 +98,15 @@ def test_a_diverging_method_fails_alone(tmp_path, monkeypatch):
     failed = next(r for r in data["records"] if r["name"] == "prompt-tuning")
     assert "training loss became" in failed["error"] and "at step 1" in failed["error"]
     assert "prompt-tuning FAILED: FloatingPointError" in (tmp_path / "nan" / "report.md").read_text()
+
+
+def test_train_resume_continues_a_killed_single_method_run(tmp_path):
+    base = [sys.executable, "-m", "tunebench", "train", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet"]
+    settings = ["--set", "train.epochs=3", "train.batch_size=2", "train.checkpoint_every_steps=1"]
+    subprocess.run([*base, "--method", "lora", "--name", "ref", *settings], check=True, capture_output=True,
+                   timeout=600)
+    run = tmp_path / "k"
+    assert _kill_when([*base, "--method", "lora", "--name", "k", *settings],
+                      lambda: (run / "lora" / "checkpoint" / "state.json").exists())
+    subprocess.run([*base, "--resume", str(run)], check=True, capture_output=True, timeout=600)
+    assert _comparable(run) == _comparable(tmp_path / "ref")

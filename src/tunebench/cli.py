@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "method in progress continues from its last checkpoint")
     train = sub.add_parser("train", help="train and evaluate one method")
     train.add_argument("--seeds", help="repeat with these train seeds, e.g. 0,1,2")
-    train.add_argument("--method", required=True, help="prompt-tuning, lora or last-block")
+    train.add_argument("--resume", metavar="RUN", help="continue a killed `tunebench train` run")
+    train.add_argument("--method", help="prompt-tuning, lora or last-block (not needed with --resume)")
     _config_args(train)
     evaluate = sub.add_parser("evaluate", help="re-evaluate a trained method: RUN/METHOD")
     evaluate.add_argument("target", help="e.g. runs/demo-20261128-101500/lora")
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             cmd_compare(args)
         elif args.command == "train":
-            cmd_compare(args, methods=[args.method])
+            if not args.method and not args.resume:
+                raise TunebenchError("train needs --method (prompt-tuning, lora or last-block) or --resume RUN")
+            cmd_compare(args, methods=None if args.resume else [args.method])
         elif args.command == "evaluate":
             cmd_evaluate(args)
         elif args.command == "summarize":

@@ -53,6 +53,7 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     loaded = load_examples(d)
     splits = select_splits(loaded, d)
     base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+    check_context(cfg, base_lm, tokenizer)
     base_lm.to(runtime.device)
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                                      d.max_summary_tokens) for ex in getattr(splits, name)]
@@ -63,6 +64,21 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json"}
     return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime, show_progress), data_facts
+
+
+def check_context(cfg: Config, lm, tokenizer) -> None:
+    """The longest sequence a method sees must fit the model's context (soft prompt included)."""
+    limit = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", None)
+    if not limit:
+        return
+    d = cfg.data
+    prefix = cfg.method.prompt_tuning.num_virtual_tokens if "prompt-tuning" in cfg.methods else 0
+    longest = prefix + d.max_article_tokens + len(tokenizer(d.separator, add_special_tokens=False)["input_ids"]) + \
+        max(d.max_summary_tokens + 1, cfg.eval.max_new_tokens)
+    if longest > limit:
+        raise TunebenchError(f"sequences may reach {longest} tokens (soft prompt {prefix} + data.max_article_tokens "
+                             f"{d.max_article_tokens} + separator + summary) but {cfg.model.name} reads at most "
+                             f"{limit}; lower data.max_article_tokens")
 
 
 def score(bench: Workbench, predictions: list[str], name: str) -> dict:
