@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from tunebench.config import DataConfig, load_config
+from tunebench.config import DataConfig, EvalConfig, load_config
 from tunebench.data import load_examples, select_splits
 from tunebench.data.format import encode_prompt
-from tunebench.generate import DecodeSettings, generate_summaries, until_eos
+from tunebench.generate import generate_summaries, until_eos
 from tunebench.methods import ZERO_SHOT
 from tunebench.models import load_model
 
@@ -71,7 +71,7 @@ def main() -> None:
     lm.to(args.device)
     tuned = ZERO_SHOT.apply(lm, cfg, tokenizer)
     prompts = [encode_prompt(tokenizer, ex.article, cfg.data.separator, cfg.data.max_article_tokens) for ex in test]
-    settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
+    settings = EvalConfig(max_new_tokens=args.max_new_tokens)
 
     ours, t_ours = timed(lambda: generate_summaries(tuned, tokenizer, prompts, args.batch_size, settings,
                                                     args.device).tokens)

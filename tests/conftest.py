@@ -40,3 +40,13 @@ def tiny_lm(request, _tiny_models):
 @pytest.fixture
 def cfg() -> Config:
     return load_config("smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One `tunebench compare --preset smoke` run folder, shared by the tests that read its outputs."""
+    from tunebench.cli import main
+
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", "s", "--quiet"]) == 0
+    return runs / "s"

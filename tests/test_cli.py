@@ -13,13 +13,6 @@ from tunebench.data import load_examples
 from tunebench.report import HEADER, table_rows
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", "s", "--quiet"]) == 0
-    return runs / "s"
-
-
 def test_compare_writes_the_run_folder(smoke_run):
     for rel in ["config.yaml", "results.json", "report.md", "splits.json", "lead/predictions.jsonl",
                 "zero-shot/predictions.jsonl", "lora/peft_adapter/adapter_config.json",

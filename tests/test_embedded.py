@@ -6,10 +6,10 @@ import pytest
 
 from helpers import greedy_reference
 from tunebench.cli import main
-from tunebench.config import DataConfig
+from tunebench.config import DataConfig, EvalConfig
 from tunebench.data import load_examples
 from tunebench.data.format import encode_prompt
-from tunebench.generate import DecodeSettings, generate_summaries
+from tunebench.generate import generate_summaries
 from tunebench.trained import load_trained
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method)
     cfg, tuned, tokenizer = load_trained(real_run, method)
     articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:3]]
     prompts = [encode_prompt(tokenizer, a[: 100 + 150 * i], cfg.data.separator, 128) for i, a in enumerate(articles)]
-    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, settings=DecodeSettings(max_new_tokens=12))
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, settings=EvalConfig(max_new_tokens=12))
     for prompt, text, count in zip(prompts, out.texts, out.new_tokens, strict=True):
         expected = greedy_reference(tuned, prompt, 12, tokenizer.eos_token_id)
         assert text == tokenizer.decode(expected, skip_special_tokens=True).strip()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tunebench.cli import main
-from tunebench.config import load_config
+from tunebench.config import EvalConfig, load_config
 from tunebench.data.format import encode_prompt
-from tunebench.generate import DecodeSettings, cut_text, generate_summaries
+from tunebench.generate import cut_text, generate_summaries
 from tunebench.methods import ZERO_SHOT
 from tunebench.metrics import bootstrap_ci, lead_k, rouge_per_article
 
@@ -51,7 +51,7 @@ def test_a_model_that_copies_the_article_scores_what_lead_all_scores(tokenizer):
     prompts = [encode_prompt(tokenizer, a, separator, 500) for a in articles]
     model = CopyModel(prompts, tokenizer.eos_token_id)
     model.separator = tokenizer(separator, add_special_tokens=False)["input_ids"]
-    out = generate_summaries(model, tokenizer, prompts, 2, DecodeSettings(max_new_tokens=500))
+    out = generate_summaries(model, tokenizer, prompts, 2, EvalConfig(max_new_tokens=500))
     copied = rouge_per_article(out.texts, references)
     lead_all = rouge_per_article([lead_k(a, 100) for a in articles], references)
     for mine, lead in zip(copied, lead_all, strict=True):
@@ -69,7 +69,7 @@ def test_cut_settings():
 def test_beam_search_and_no_repeat_run_and_respect_the_limit(tiny_lm, tokenizer, cfg):
     tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
     prompts = [tokenizer(p)["input_ids"] for p in ("One article.\nTL;DR:\n", "A longer article text.\nTL;DR:\n")]
-    settings = DecodeSettings(max_new_tokens=8, num_beams=3, no_repeat_ngram_size=2, length_penalty=1.2)
+    settings = EvalConfig(max_new_tokens=8, num_beams=3, no_repeat_ngram_size=2, length_penalty=1.2)
     out = generate_summaries(tuned, tokenizer, prompts, 2, settings)
     assert len(out.texts) == 2 and all(n <= 8 for n in out.new_tokens)
     for ids in out.tokens:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers import greedy_reference
-from tunebench.generate import DecodeSettings, generate_summaries
+from tunebench.config import EvalConfig
+from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 
 PROMPTS = ["Short one.\nTL;DR:\n", "A somewhat longer article about the weather today.\nTL;DR:\n",
@@ -35,7 +36,7 @@ def test_batched_generation_equals_unbatched_greedy(tiny_lm, tokenizer, cfg, nam
                 if p.requires_grad:
                     p.add_(torch.randn_like(p) * 0.05)
     prompts = _ids(tokenizer)
-    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, settings=DecodeSettings(max_new_tokens=12))
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=3, settings=EvalConfig(max_new_tokens=12))
     for prompt, text, count in zip(prompts, out.texts, out.new_tokens, strict=True):
         expected = greedy_reference(tuned, prompt, 12, tokenizer.eos_token_id)
         assert text == tokenizer.decode(expected, skip_special_tokens=True).strip()
@@ -50,7 +51,7 @@ def test_each_sequence_stops_at_its_own_eos(tiny_lm, tokenizer, cfg):
     stopper = next(t for t in free[0][1:] if any(t not in seq for seq in free[1:]))
     others = [i for i, seq in enumerate(free) if stopper not in seq]
     tok = EosAs(tokenizer, stopper)
-    out = generate_summaries(tuned, tok, prompts, batch_size=5, settings=DecodeSettings(max_new_tokens=10))
+    out = generate_summaries(tuned, tok, prompts, batch_size=5, settings=EvalConfig(max_new_tokens=10))
     assert out.texts[0] == tokenizer.decode(free[0][:free[0].index(stopper)], skip_special_tokens=True).strip()
     for i in others:  # not stopped by sequence 0's EOS
         assert out.texts[i] == tokenizer.decode(free[i], skip_special_tokens=True).strip()
@@ -61,6 +62,6 @@ def test_each_sequence_stops_at_its_own_eos(tiny_lm, tokenizer, cfg):
 def test_output_is_new_text_only(tiny_lm, tokenizer, cfg):
     tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
     prompts = _ids(tokenizer)
-    out = generate_summaries(tuned, tokenizer, prompts, batch_size=2, settings=DecodeSettings(max_new_tokens=6))
+    out = generate_summaries(tuned, tokenizer, prompts, batch_size=2, settings=EvalConfig(max_new_tokens=6))
     for prompt_text, text in zip(PROMPTS, out.texts, strict=True):
         assert "TL;DR" not in text and prompt_text.strip() not in text

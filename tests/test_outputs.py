@@ -14,11 +14,9 @@ from tunebench.cli import main
 from tunebench.plots import PLOTS, pareto_front
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    assert main(["compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", "o", "--quiet"]) == 0
-    return runs / "o"
+@pytest.fixture
+def run(smoke_run):
+    return smoke_run
 
 
 def test_every_plot_is_drawn_and_not_blank(run):
@@ -75,8 +73,8 @@ def test_report_rebuilds_from_results_alone_and_merges_runs(run, tmp_path):
     assert main(["report", str(run), str(copy), "--out", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     names = [r["name"] for r in merged["records"]]
-    assert "o/lora" in names and "copy/lora" in names and merged["merged_from"] == ["o", "copy"]
-    assert "- o/lora vs copy/lora: " in (tmp_path / "merged" / "report.md").read_text()
+    assert "s/lora" in names and "copy/lora" in names and merged["merged_from"] == ["s", "copy"]
+    assert "- s/lora vs copy/lora: " in (tmp_path / "merged" / "report.md").read_text()
 
 
 def test_pareto_front():

@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_summarize(args: argparse.Namespace) -> None:
     from tunebench.data.format import encode_prompt
-    from tunebench.generate import DecodeSettings, generate_summaries
+    from tunebench.generate import generate_summaries
     from tunebench.trained import load_trained, split_target
 
     run_dir, method, name = split_target(args.source)
@@ -140,7 +140,7 @@ def cmd_summarize(args: argparse.Namespace) -> None:
         text = path.read_text(encoding="utf-8")
     cfg, tuned, tokenizer = load_trained(run_dir, method, name)
     prompt = encode_prompt(tokenizer, text, cfg.data.separator, cfg.data.max_article_tokens)
-    out = generate_summaries(tuned, tokenizer, [prompt], 1, DecodeSettings.from_config(cfg.eval))
+    out = generate_summaries(tuned, tokenizer, [prompt], 1, cfg.eval)
     print(out.texts[0])
 
 

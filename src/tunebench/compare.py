@@ -18,7 +18,7 @@ from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits
 from tunebench.data.format import Encoded, encode_example
 from tunebench.errors import TunebenchError
-from tunebench.generate import DecodeSettings, generate_summaries
+from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, lead_k, rouge_per_article
@@ -101,10 +101,10 @@ def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict
         bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
                    leave=False)
         generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size,
-                                       DecodeSettings.from_config(cfg.eval), rt.device, rt.autocast(), progress=bar)
+                                       cfg.eval, rt.device, rt.autocast(), progress=bar)
         bar.close()
     result = score(bench, generated.texts, name)
-    result["decoding"] = asdict(DecodeSettings.from_config(cfg.eval))
+    result["decoding"] = {key: getattr(cfg.eval, key) for key in DECODE_KEYS}
     if cfg.eval.test_loss:
         result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
                                             bench.tokenizer.pad_token_id, rt)

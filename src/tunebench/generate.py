@@ -39,24 +39,11 @@ def cut_text(text: str, cut: str, max_sentences: int | None = None) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class DecodeSettings:
-    """How summaries are decoded (recorded with every result)."""
-
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    no_repeat_ngram_size: int = 0
-    length_penalty: float = 1.0
-    cut: str = "eos"
-    max_sentences: int | None = None
-
-    @classmethod
-    def from_config(cls, ev: EvalConfig) -> DecodeSettings:
-        return cls(ev.max_new_tokens, ev.num_beams, ev.no_repeat_ngram_size, ev.length_penalty, ev.cut,
-                   ev.max_sentences)
+DECODE_KEYS = ("max_new_tokens", "num_beams", "no_repeat_ngram_size", "length_penalty", "cut", "max_sentences")
+"""The EvalConfig fields that decide how summaries are decoded (recorded with every result)."""
 
 
-def generation_config(tokenizer, settings: DecodeSettings) -> GenerationConfig:
+def generation_config(tokenizer, settings: EvalConfig) -> GenerationConfig:
     # A fresh config, so a model's own sampling defaults (temperature, top_p...) never leak in.
     extra = {"length_penalty": settings.length_penalty} if settings.num_beams > 1 else {}
     return GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, num_beams=settings.num_beams,
@@ -71,7 +58,7 @@ def until_eos(tokens: list[int], eos_id: int) -> list[int]:
 
 @torch.no_grad()
 def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], batch_size: int,
-                       settings: DecodeSettings, device: str = "cpu",
+                       settings: EvalConfig, device: str = "cpu",
                        autocast: AbstractContextManager | None = None, progress=None) -> Generated:
     """Summaries for tokenised prompts (greedy unless `settings.num_beams` > 1), in the prompts' order.
 
