@@ -117,3 +117,14 @@ def test_damaged_weights_file_is_a_clear_error(smoke_run, tmp_path):
     proc = _cli("evaluate", str(copy / "lora"), "--quiet")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "weights.safetensors cannot be loaded into 'lora'" in proc.stderr
+
+
+def test_console_summary_matches_results(smoke_run):
+    from tunebench.report import console_summary
+
+    data = json.loads((smoke_run / "results.json").read_text())
+    text = console_summary(data)
+    for rec in data["records"]:
+        row = next(line for line in text.splitlines() if line.startswith(rec["name"] + " "))
+        assert f"{rec['eval']['rouge']['rouge2']['mean']:6.1f}" in row
+    assert "Best quality:" in text

@@ -19,6 +19,7 @@ def test_article_is_truncated_not_the_summary(tokenizer):
     ex = encode_example(tokenizer, "a", "x" * 500, "keep all of me", SEP, 20, 50)
     assert len(ex.prompt_ids) == 20 + len(tokenizer(SEP)["input_ids"])
     assert tokenizer.decode(ex.target_ids[:-1]) == "keep all of me"
+    assert ex.article_cut and not encode_example(tokenizer, "b", "x" * 20, "s", SEP, 20, 50).article_cut
 
 
 def test_labels_only_on_summary_and_eos_when_pad_is_eos(tokenizer):

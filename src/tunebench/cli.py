@@ -76,7 +76,7 @@ def _seeds(text: str | None) -> list[int] | None:
 
 def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
     from tunebench.compare import run_compare
-    from tunebench.report import render_markdown
+    from tunebench.report import console_summary
     from tunebench.results import read_results
 
     if getattr(args, "resume", None):
@@ -86,7 +86,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
                                  "run folder written by `tunebench compare`")
         cfg = load_config(config_file=str(run_dir / "config.yaml"))
         run_compare(cfg, run_dir, show_progress=not args.quiet, resume=True)
-        print(render_markdown(read_results(run_dir)))
+        print(console_summary(read_results(run_dir)))
         return
     preset = args.preset or ("demo" if not args.config else None)
     overrides = list(args.set)
@@ -95,8 +95,8 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     cfg = load_config(preset, args.config, overrides)
     run_dir = _run_dir(args, preset or "custom")
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
-    print(render_markdown(read_results(run_dir)))
-    print(f"tunebench: wrote {run_dir}/ (results.json, report.md, predictions, weights)")
+    print(console_summary(read_results(run_dir)))
+    print(f"tunebench: wrote {run_dir}/ (results.json, report.md, report.html, plots/, tb/, predictions, weights)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

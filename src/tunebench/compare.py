@@ -58,9 +58,7 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                                      d.max_summary_tokens) for ex in getattr(splits, name)]
                for name in ("train", "val", "test")}
-    truncated = {name: sum(1 for ex in getattr(splits, name)
-                           if len(tokenizer(ex.article)["input_ids"]) > d.max_article_tokens)
-                 for name in ("train", "val", "test")}
+    truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json"}
     return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime, show_progress), data_facts

@@ -204,5 +204,23 @@ def render_markdown(data: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def console_summary(data: dict) -> str:
+    """The compact table printed at the end of `compare`: ROUGE means and the main costs."""
+    lines = [f"{'method':24s} {'status':8s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'trainable':>12s} {'train s':>8s} "
+             f"{'peak MB':>8s}"]
+    for rec in data["records"]:
+        if rec["status"] != "SUCCESS":
+            lines.append(f"{rec['name']:24s} {rec['status']:8s} {rec.get('error', '')[:60]}")
+            continue
+        rouge, train = rec["eval"]["rouge"], rec.get("train") or {}
+        trainable = (rec.get("params") or {}).get("trainable")
+        lines.append(f"{rec['name']:24s} {rec['status']:8s} " + " ".join(
+            f"{rouge[k]['mean']:6.1f}" for k in ("rouge1", "rouge2", "rougeL")) +
+            f" {'' if trainable is None else f'{trainable:,}':>12s} {train.get('train_time_s', 0):8.0f} "
+            f"{_peak_mb(rec):8.0f}")
+    pick = advice(data)
+    return "\n".join(lines + ([""] + pick if pick else []))
+
+
 def write_report(data: dict, path: Path) -> None:
     atomic_write_text(path, render_markdown(data))

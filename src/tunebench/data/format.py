@@ -23,25 +23,32 @@ class Encoded:
     """Truncated article + separator: what the model sees before it writes."""
     target_ids: list[int]
     """Summary (truncated to max_summary_tokens) + EOS: what the loss is computed on."""
+    article_cut: bool = False
+    """Whether the article was longer than max_article_tokens and cut."""
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.target_ids)
 
 
-def encode_prompt(tokenizer, article: str, separator: str, max_article_tokens: int) -> list[int]:
-    """Article tokens (special prefix tokens like BOS included) cut to the limit, then the separator."""
+def _article_ids(tokenizer, article: str) -> list[int]:
     if not article.strip():
         raise TunebenchError("an article is empty; give non-empty text to summarize")
-    article_ids = tokenizer(article, add_special_tokens=True)["input_ids"][:max_article_tokens]
+    return tokenizer(article, add_special_tokens=True)["input_ids"]
+
+
+def encode_prompt(tokenizer, article: str, separator: str, max_article_tokens: int) -> list[int]:
+    """Article tokens (special prefix tokens like BOS included) cut to the limit, then the separator."""
+    article_ids = _article_ids(tokenizer, article)[:max_article_tokens]
     return article_ids + tokenizer(separator, add_special_tokens=False)["input_ids"]
 
 
 def encode_example(tokenizer, ident: str, article: str, summary: str, separator: str,
                    max_article_tokens: int, max_summary_tokens: int) -> Encoded:
     """Encode one pair; the article is truncated to fit, the summary only beyond its own limit."""
+    article_ids = _article_ids(tokenizer, article)
     summary_ids = tokenizer(summary, add_special_tokens=False)["input_ids"][:max_summary_tokens]
-    return Encoded(ident, encode_prompt(tokenizer, article, separator, max_article_tokens),
-                   summary_ids + [tokenizer.eos_token_id])
+    prompt = article_ids[:max_article_tokens] + tokenizer(separator, add_special_tokens=False)["input_ids"]
+    return Encoded(ident, prompt, summary_ids + [tokenizer.eos_token_id], len(article_ids) > max_article_tokens)
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
