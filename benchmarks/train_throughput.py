@@ -26,7 +26,7 @@ from tunebench.data import load_examples, select_splits
 from tunebench.data.format import encode_example
 from tunebench.methods import METHODS
 from tunebench.methods.last_block import transformer_blocks
-from tunebench.models import count_parameters, load_model
+from tunebench.models import load_model
 from tunebench.runtime import resolve_runtime
 from tunebench.train import train
 
@@ -46,13 +46,18 @@ def matmul_peak_flops(dtype: torch.dtype, device: str, size: int = 2048, repeats
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def flops_per_token(lm, method: str, trainable: int) -> float:
-    body = sum(p.numel() for n, p in lm.named_parameters() if "embed" not in n and "wte" not in n and "wpe" not in n
-               and "lm_head" not in n)
+def _in_body(name: str) -> bool:
+    return not any(part in name for part in ("embed", "wte", "wpe", "lm_head"))
+
+
+def flops_per_token(lm, tuned, method: str) -> float:
+    """Model FLOPs per training token (see the module docstring); the LM head and embeddings are left out."""
+    body = sum(p.numel() for n, p in lm.named_parameters() if _in_body(n))
+    trained = sum(p.numel() for n, p in tuned.named_parameters() if p.requires_grad and _in_body(n))
     if method == "last-block":
         block = sum(p.numel() for p in transformer_blocks(lm)[-1].parameters())
-        return 2 * body + 2 * block + 4 * trainable
-    return 4 * body + 4 * trainable
+        return 2 * body + 2 * block + 4 * trained
+    return 4 * body + 4 * trained
 
 
 def run_tunebench(base, cfg, name, examples, args, runtime, pad_id):
@@ -62,7 +67,7 @@ def run_tunebench(base, cfg, name, examples, args, runtime, pad_id):
     with tempfile.TemporaryDirectory() as tmp:
         result = train(tuned, examples, [], tcfg, cfg.method_lr(name), runtime, Path(tmp) / "w.safetensors", pad_id,
                        show_progress=False)
-    return result.train_tokens / result.train_time_s, count_parameters(tuned)[1]
+    return result.train_tokens / result.train_time_s, flops_per_token(base, tuned, name)
 
 
 def peer_model(base, cfg, name, tokenizer):
@@ -136,13 +141,13 @@ def main() -> None:
     print(f"model {args.model}; {n} examples, batch {args.batch_size}, {args.steps} steps, {runtime.precision}, "
           f"{device}; measured {runtime.precision} matmul peak {peak / 1e9:.0f} GFLOP/s")
     for name in args.methods.split(","):
-        ours, peers, trainable = [], [], 0
+        ours, peers, flops = [], [], 0.0
         for _ in range(args.rounds):  # interleaved: A, B, A, B ...
-            speed, trainable = run_tunebench(base, cfg, name, examples, args, runtime, tokenizer.pad_token_id)
+            speed, flops = run_tunebench(base, cfg, name, examples, args, runtime, tokenizer.pad_token_id)
             ours.append(speed)
             peers.append(run_trainer(base, cfg, name, examples, args, runtime, tokenizer))
         a, b = statistics.median(ours), statistics.median(peers)
-        mfu = a * flops_per_token(base, name, trainable) / peak
+        mfu = a * flops / peak
         print(f"{name:14s} tunebench {a:7.1f} tok/s | Trainer{'+PEFT' if name != 'last-block' else ''} "
               f"{b:7.1f} tok/s | ratio {a / b:5.2f}x | tunebench MFU {100 * mfu:4.1f}%")
 
