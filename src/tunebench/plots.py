@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
+from tunebench.report import peak_rss_mb  # noqa: E402
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
 FIXED = {"lead": "#7f7f7f", "zero-shot": "#bcbd22", "prompt-tuning": "#1f77b4", "lora": "#d62728",
@@ -64,15 +65,22 @@ def loss_curves(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def val_loss(data: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
+def _per_step_series(data: dict, path: Path, key: str, xlabel: str, ylabel: str, title: str,
+                     marker: str | None = None, size: tuple[float, float] = (6, 4)) -> Path:
+    """One line per method of a list kept in its training record (indexed from 1)."""
+    fig, ax = plt.subplots(figsize=size)
     for rec in _ok(data):
-        values = (rec.get("train") or {}).get("val_loss_per_epoch")
+        values = (rec.get("train") or {}).get(key)
         if values:
-            ax.plot(range(1, len(values) + 1), values, marker="o", color=colour(rec), label=rec["name"])
-    ax.set(xlabel="epoch", ylabel="validation loss (nats / summary token)", title="Validation loss per epoch")
-    ax.legend()
+            ax.plot(range(1, len(values) + 1), values, marker=marker, color=colour(rec), label=rec["name"])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def val_loss(data: dict, path: Path) -> Path:
+    return _per_step_series(data, path, "val_loss_per_epoch", "epoch", "validation loss (nats / summary token)",
+                            "Validation loss per epoch", marker="o")
 
 
 def rouge_bars(data: dict, path: Path) -> Path:
@@ -105,14 +113,14 @@ def pareto_front(costs: list[float], quality: list[float]) -> list[int]:
 
 
 def cost_of(rec: dict, what: str) -> float | None:
-    train, phases = rec.get("train"), rec.get("phases", {})
+    train = rec.get("train")
     if not train:
         return None
     if what == "params":
         return rec["params"]["trainable"]
     if what == "time":
         return train["train_time_s"]
-    return max(p.get("peak_rss_mb", 0) for p in phases.values())
+    return peak_rss_mb(rec)
 
 
 def quality_vs_cost(data: dict, path: Path) -> Path:
@@ -156,14 +164,8 @@ def resource_timelines(data: dict, path: Path) -> Path:
 
 
 def lr_schedule(data: dict, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for rec in _ok(data):
-        lrs = (rec.get("train") or {}).get("lr_per_step")
-        if lrs:
-            ax.plot(range(1, len(lrs) + 1), lrs, color=colour(rec), label=rec["name"])
-    ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning-rate schedule")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _per_step_series(data, path, "lr_per_step", "optimizer step", "learning rate", "Learning-rate schedule",
+                            size=(6, 3.5))
 
 
 PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,

@@ -35,7 +35,7 @@ def table_rows(data: dict) -> list[list[str]]:
             continue
         ev, params = rec["eval"], rec.get("params") or {}
         train, phases = rec.get("train") or {}, rec.get("phases", {})
-        peak = max((p.get("peak_rss_mb", 0) for p in phases.values()), default=None)
+        peak = peak_rss_mb(rec)
         tokens = ev.get("mean_new_tokens")
         gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
         rows.append([rec["name"], rec["status"]] + [_rouge_cell(ev["rouge"], k) for k in ROUGE_KEYS] + [
@@ -110,8 +110,9 @@ def comparisons(data: dict) -> list[str]:
     return lines
 
 
-def _peak_mb(rec: dict) -> float:
-    return max(p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values())
+def peak_rss_mb(rec: dict) -> float | None:
+    """The highest RSS over a record's phases (None: no phase measured)."""
+    return max((p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values()), default=None)
 
 
 def advice(data: dict, key: str = "rouge2") -> list[str]:
@@ -123,7 +124,7 @@ def advice(data: dict, key: str = "rouge2") -> list[str]:
     low, high = best["eval"]["rouge"][key]["ci95"]
     close = [r for r in methods if r["eval"]["rouge"][key]["mean"] >= low]
     fastest = min(close, key=lambda r: r["train"]["train_time_s"])
-    leanest = min(close, key=_peak_mb)
+    leanest = min(close, key=peak_rss_mb)
     smallest = min(methods, key=lambda r: r["artifacts"]["weights_bytes"])
     label = LABELS[key]
     lines = [f"Best quality: {best['name']} ({label} {best['eval']['rouge'][key]['mean']:.1f}, "
@@ -131,7 +132,7 @@ def advice(data: dict, key: str = "rouge2") -> list[str]:
     others = ", ".join(r["name"] for r in close if r is not best)
     lines.append(f"Within that interval: {others or 'no other method'}. Cheapest to train among them: "
                  f"{fastest['name']} ({fastest['train']['train_time_s']:.0f} s); least peak memory: "
-                 f"{leanest['name']} ({_peak_mb(leanest):.0f} MB).")
+                 f"{leanest['name']} ({peak_rss_mb(leanest):.0f} MB).")
     lines.append(f"Smallest trained artefact: {smallest['name']} "
                  f"({smallest['artifacts']['weights_bytes'] / 1024:,.0f} KiB, "
                  f"{smallest['params']['trainable']:,} trainable parameters).")
@@ -217,7 +218,7 @@ def console_summary(data: dict) -> str:
         lines.append(f"{rec['name']:24s} {rec['status']:8s} " + " ".join(
             f"{rouge[k]['mean']:6.1f}" for k in ("rouge1", "rouge2", "rougeL")) +
             f" {'' if trainable is None else f'{trainable:,}':>12s} {train.get('train_time_s', 0):8.0f} "
-            f"{_peak_mb(rec):8.0f}")
+            f"{peak_rss_mb(rec):8.0f}")
     pick = advice(data)
     return "\n".join(lines + ([""] + pick if pick else []))
 
