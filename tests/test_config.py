@@ -37,6 +37,7 @@ def test_dotted_overrides_are_typed_and_hyphens_accepted():
     ("methods=[lora,qlora]", "unknown method 'qlora'"),
     ("train.precision=fp8", "config key 'train.precision' must be one of auto, bf16, fp32"),
     ("data.fraction=1.5", "config key 'data.fraction' must be in (0, 1]"),
+    ("train.device=gpu", "config key 'train.device' must be auto, cpu, cuda or cuda:N; got 'gpu'"),
     ("train.lr", "must look like key=value"),
 ])
 def test_bad_settings_name_the_key(override, message):
@@ -68,3 +69,12 @@ def test_override_into_a_sub_config_keeps_siblings():
     cfg = load_config("seed")
     apply_override(cfg, "method.lora.alpha=16")
     assert cfg.method.lora.r == 8 and cfg.method.lora.alpha == 16.0
+
+
+def test_asking_for_a_gpu_that_is_not_there_says_so(monkeypatch):
+    from tunebench.runtime import resolve_runtime
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(TunebenchError, match="train.device=cuda but torch sees no CUDA GPU"):
+        resolve_runtime("auto", device="cuda")
+    assert resolve_runtime("auto", device="cpu").device == "cpu"

@@ -50,6 +50,25 @@ def test_resource_and_efficiency_figures_are_recorded(run):
     assert lora["artifacts"]["weights_bytes"] >= 4 * trainable
 
 
+def test_frozen_cache_and_phase_times_are_reported(run):
+    data = json.loads((run / "results.json").read_text())
+    last_block = next(r for r in data["records"] if r["name"] == "last-block")
+    cache = last_block["train"]["frozen_cache"]
+    assert cache["frozen_blocks"] == 1 and cache["bytes"] > 0 and cache["where"] == "disk" and cache["build_s"] > 0
+    assert all(not r["train"].get("frozen_cache") for r in data["records"] if r.get("method") in ("lora",
+                                                                                                 "prompt-tuning"))
+    assert not (run / ".frozen-cache").exists()  # removed once the run is complete
+    text = (run / "report.md").read_text()
+    assert "- last-block: the 1 frozen lower block ran once per example" in text
+    section = text.split("## Where the time went", 1)[1].split("\n## ", 1)[0]
+    assert data["prepare_s"] > 0 and f"took {data['prepare_s']:.1f} s" in section
+    for rec in data["records"]:
+        row = next(line for line in section.splitlines() if line.startswith(f"| {rec['name']} |"))
+        setup, train, val, gen, total = (float(x) for x in row.strip("| ").split(" | ")[1:])
+        assert total == pytest.approx(setup + train + val + gen, abs=0.15)
+        assert train > 0 if rec.get("train") else train == 0
+
+
 def test_tensorboard_events_hold_the_training_curves(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import shutil
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, lead_k, rouge_per_article
 from tunebench.models import count_parameters, load_model
 from tunebench.publish import write_outputs
-from tunebench.resources import PhaseMonitor
+from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import ResultsFile, environment
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.train import evaluate_loss, train
@@ -47,7 +48,7 @@ class Workbench:
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
             model: tuple[object, object] | None = None) -> tuple[Workbench, dict]:
     """Load data and model (unless given), split and encode; returns the workbench and the data facts."""
-    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads)
+    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
     seed_everything(cfg.train.seed)
     d = cfg.data
     loaded = load_examples(d)
@@ -134,6 +135,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
     name = name or method.name
     out_dir = bench.run_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
+    release_free_memory()  # so this method's peak RSS does not include what earlier methods left behind
     record: dict = {"name": name, "method": method.name, "seed": cfg.train.seed,
                     "kind": "method" if trained else "baseline", "status": "RUNNING",
                     "settings": method.describe(cfg), "phases": {}}
@@ -150,7 +152,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                            out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
-                           state_dir=out_dir / "checkpoint")
+                           state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE)
         record["train"] = {"lr": lr, **asdict(result), **result.rates()}
         record["phases"]["train"] = phase.as_dict()
         if method.export is not None:
@@ -161,6 +163,10 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
     record["status"] = "SUCCESS"
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # done: the best weights are all that is kept
     return record
+
+
+FROZEN_CACHE = ".frozen-cache"
+"""Folder of a run holding the frozen blocks' output (last-block tuning), shared by seeds and resumes."""
 
 
 def check_disk(run_dir: Path, lm, n_runs: int) -> None:
@@ -184,7 +190,9 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
 
     With `resume`, records already finished are kept and the method in progress continues from its checkpoint.
     """
+    tick = time.perf_counter()
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
+    prepare_s = time.perf_counter() - tick
     check_disk(run_dir, bench.base_lm, len(cfg.methods) * len(seeds or [0]))
     if resume:
         results = ResultsFile.load(run_dir / "results.json")
@@ -197,7 +205,8 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
-                                                         "environment": environment(bench.runtime.as_dict())})
+                                                         "environment": environment(bench.runtime.as_dict()),
+                                                         "prepare_s": prepare_s})
         results.save()
     done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     jobs = []
@@ -223,4 +232,5 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
         results.add(record)
         write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in
     write_outputs(results.data, run_dir)
+    shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     return run_dir / "results.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,10 +72,15 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
+    device: str = "auto"
+    """`auto` (the GPU when there is one), `cpu`, `cuda` or `cuda:N`."""
     threads: int | None = None
     """torch CPU threads (None: torch's default)."""
     checkpoint_every_steps: int = 0
     """Save the full training state every N optimizer steps (0: at each epoch end only) for --resume."""
+    cache_frozen: bool = True
+    """With more than one epoch, compute the output of frozen lower blocks (last-block tuning) once and reuse
+    it every epoch; false recomputes it at every step (same weights within float tolerance, slower)."""
 
 
 @dataclass
@@ -317,6 +323,8 @@ def validate(cfg: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise TunebenchError(f"config key '{key}' must be one of {', '.join(allowed)}; got '{value}'")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
+        raise TunebenchError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got '{cfg.train.device}'")
     for baseline in cfg.eval.baselines:
         if baseline not in ("lead", "zero-shot"):
             raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines (choose lead, zero-shot)")

@@ -173,7 +173,38 @@ def _notes(data: dict) -> list[str]:
             notes.append(f"- {rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "
                          f"(step {t['best_step']}, validation loss {t['best_val_loss']:.3f}); "
                          f"settings {rec.get('settings')}.")
+            cache = t.get("frozen_cache") or {}
+            if cache:
+                how = "reused from an earlier run" if cache.get("reused") else f"computed in {cache['build_s']:.1f} s"
+                blocks = f"{cache['frozen_blocks']} frozen lower block{'s' if cache['frozen_blocks'] != 1 else ''}"
+                notes.append(f"- {rec['name']}: the {blocks} ran once per "
+                             f"example, not once per epoch: their output ({cache['bytes'] / 2**20:,.0f} MiB for "
+                             f"training, {cache['where']}) was {how}, counted in 'train s', and fed to the "
+                             "trained blocks at every step.")
     return ["", "## Notes", "", *notes] if notes else []
+
+
+def phase_rows(data: dict) -> list[str]:
+    """Where the time went: wall seconds per record and phase, from the results file."""
+    rows, total = [], data.get("prepare_s") or 0.0
+    for rec in data["records"]:
+        if rec["status"] != "SUCCESS":
+            continue
+        phases, train = rec.get("phases", {}), rec.get("train") or {}
+        setup, gen = phases.get("setup", {}).get("wall_s", 0.0), phases.get("generation", {}).get("wall_s", 0.0)
+        fit = phases.get("train", {}).get("wall_s", 0.0)
+        val = train.get("val_time_s", 0.0)
+        rows.append(f"| {rec['name']} | {setup:.1f} | {fit - val:.1f} | {val:.1f} | {gen:.1f} | "
+                    f"{setup + fit + gen:.1f} |")
+        total += setup + fit + gen
+    if not rows:
+        return []
+    head = f"Loading and encoding the data and the model took {data['prepare_s']:.1f} s. " if data.get("prepare_s") \
+        else ""
+    return ["", "## Where the time went", "",
+            f"{head}Wall seconds per phase ('train' without the per-epoch validation; 'generate' includes scoring); "
+            f"all phases together: {total:.0f} s.", "",
+            "| record | setup | train | validation | generate | total |", "|---|---|---|---|---|---|", *rows]
 
 
 def render_markdown(data: dict) -> str:
@@ -200,6 +231,7 @@ def render_markdown(data: dict) -> str:
         out += ["", "## Which differences are significant", "",
                 "Paired bootstrap over the same test articles (95% interval of the mean difference, first minus "
                 "second; two-sided p-value); with repeats, each method's first seed.", "", *lines]
+    out += phase_rows(data)
     out += _published(facts)
     out += _notes(data)
     return "\n".join(out) + "\n"

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tunebench.errors import TunebenchError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -20,7 +22,7 @@ class Runtime:
     def autocast(self) -> AbstractContextManager:
         if self.precision != "bf16":
             return nullcontext()
-        return torch.autocast(self.device, dtype=torch.bfloat16)
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
 
     def as_dict(self) -> dict:
         return {"device": self.device, "precision": self.precision, "torch_threads": self.threads}
@@ -31,13 +33,17 @@ def cpu_has_fast_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def resolve_runtime(precision: str = "auto", threads: int | None = None) -> Runtime:
-    """Pick the device and precision: `auto` uses bf16 only where the hardware runs it natively."""
+def resolve_runtime(precision: str = "auto", threads: int | None = None, device: str = "auto") -> Runtime:
+    """Pick the device and precision: `auto` uses the GPU if there is one, and bf16 only where the hardware runs
+    it natively."""
     if threads:
         torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise TunebenchError(f"train.device={device} but torch sees no CUDA GPU; use train.device=cpu or auto")
     if precision == "auto":
-        fast = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_fast_bf16()
+        fast = torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_has_fast_bf16()
         precision = "bf16" if fast else "fp32"
     return Runtime(device=device, precision=precision, threads=torch.get_num_threads())
 

@@ -6,8 +6,18 @@ method's own module knows which method is running.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
+
+from tunebench.errors import TunebenchError
+from tunebench.layers import final_norm, transformer_blocks
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the frozen blocks' output is in hand."""
 
 
 class TunedModel(nn.Module):
@@ -28,13 +38,110 @@ class TunedModel(nn.Module):
         ones = attention_mask.new_ones(prefix.shape[:2])
         return torch.cat([prefix, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0) -> torch.Tensor:
-        """Logits for the last `logits_to_keep` positions (0: all). Positions count real tokens only."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0,
+                trunk_states: torch.Tensor | None = None, select: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for the last `logits_to_keep` positions (0: all). Positions count real tokens only.
+
+        `select`: a (batch, logits_to_keep) boolean mask; the LM head then runs only at the chosen positions and
+        the result is (chosen, vocab) in row-major order (a row's short summary wastes no head work).
+        `trunk_states`: the output of the first `frozen_depth()` blocks for this batch, computed earlier by
+        `trunk_output`; those blocks are then skipped (their result cannot have changed: nothing in them trains).
+        """
         embeds, mask = self.embed(input_ids, attention_mask)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                      logits_to_keep=int(logits_to_keep), use_cache=False)
+        with self._replaying(trunk_states), self._selecting(select):
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+                          logits_to_keep=int(logits_to_keep), use_cache=False)
         return out.logits
+
+    @contextmanager
+    def _selecting(self, select: torch.Tensor | None) -> Iterator[None]:
+        """Inside: the LM head's input is cut to the selected positions. Whatever the model does after its head
+        (e.g. logit soft-capping) is elementwise, so it applies unchanged to the selected rows."""
+        if select is None:
+            yield
+            return
+        handle = self.lm.get_output_embeddings().register_forward_pre_hook(
+            lambda module, args: (args[0][select], *args[1:]))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def frozen_depth(self) -> int:
+        """How many leading blocks compute nothing that trains, with nothing trained before them.
+
+        Their output depends on the input tokens only, so it can be computed once and reused (issue 6). 0 when
+        the input side trains (a learned prefix, the embedding) or the model's blocks cannot be found.
+        """
+        trainable = {id(p) for p in self.parameters() if p.requires_grad}
+        if self.prefix is not None or not trainable or self.lm.get_input_embeddings().weight.requires_grad:
+            return 0
+        try:
+            blocks = transformer_blocks(self.lm)
+        except TunebenchError:
+            return 0
+        depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
+                     len(blocks))
+        after = [blocks, final_norm(self.lm), self.lm.get_output_embeddings()]
+        known = {id(p) for module in after if module is not None for p in module.parameters()}
+        return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
+
+    def train(self, mode: bool = True) -> TunedModel:
+        """Training mode, except that the frozen lower blocks stay deterministic (no dropout where nothing trains),
+        so their output is the same function of the input in every epoch and can be cached."""
+        super().train(mode)
+        depth = self.frozen_depth() if mode else 0
+        if depth:
+            self.lm.eval()
+            for module in [*transformer_blocks(self.lm)[depth:], final_norm(self.lm),
+                           self.lm.get_output_embeddings()]:
+                if module is not None:
+                    module.train()
+        return self
+
+    @torch.no_grad()
+    def trunk_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states leaving the frozen blocks (the input of the first trained one); the rest is not run."""
+        depth = self.frozen_depth()
+        if not depth:
+            raise ValueError("this model has no frozen lower blocks to compute once")
+        captured: list[torch.Tensor] = []
+
+        def stop(module, args, output):
+            captured.append(output if torch.is_tensor(output) else output[0])
+            raise _StopForward
+
+        handle = transformer_blocks(self.lm)[depth - 1].register_forward_hook(stop)
+        try:
+            self.forward(input_ids, attention_mask, logits_to_keep=1)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    @contextmanager
+    def _replaying(self, states: torch.Tensor | None) -> Iterator[None]:
+        """Inside: the frozen blocks pass their input through, and the last one returns `states` instead."""
+        if states is None:
+            yield
+            return
+        frozen = list(transformer_blocks(self.lm)[:self.frozen_depth()])
+
+        def skip(hidden_states, *args, **kwargs):
+            return hidden_states
+
+        def give(hidden_states, *args, **kwargs):
+            return states.to(hidden_states.dtype)
+
+        for block in frozen:
+            block.forward = give if block is frozen[-1] else skip  # an instance attribute shadows the method
+        try:
+            yield
+        finally:
+            for block in frozen:
+                del block.forward
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config) -> torch.Tensor:

@@ -10,25 +10,8 @@ from torch import nn
 
 from tunebench.config import Config
 from tunebench.errors import TunebenchError
+from tunebench.layers import final_norm, transformer_blocks
 from tunebench.methods.base import TunedModel, freeze
-
-
-def transformer_blocks(lm: nn.Module) -> nn.ModuleList:
-    """The model's stack of blocks: the ModuleList as long as `num_hidden_layers`."""
-    depth = lm.config.num_hidden_layers
-    for _, module in lm.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == depth:
-            return module
-    raise TunebenchError(f"cannot find the transformer blocks of {type(lm).__name__} for last-block tuning")
-
-
-def final_norm(lm: nn.Module) -> nn.Module:
-    """The norm after the last block (GPT-2 `ln_f`, Llama `norm`): a direct child of the base model."""
-    for module in lm.base_model.children():
-        if "Norm" in type(module).__name__:
-            return module
-    raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
-                         "set method.last_block.train_final_norm=false")
 
 
 def untie_head(lm: nn.Module) -> int:
@@ -49,7 +32,11 @@ def apply(lm: nn.Module, cfg: Config, tokenizer) -> TunedModel:
         raise TunebenchError(f"method.last_block.num_blocks={lb.num_blocks} but the model has {len(blocks)} blocks")
     trained = list(blocks[-lb.num_blocks:])
     if lb.train_final_norm:
-        trained.append(final_norm(lm))
+        norm = final_norm(lm)
+        if norm is None:
+            raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
+                                 "set method.last_block.train_final_norm=false")
+        trained.append(norm)
     added = 0
     if lb.train_head:
         added = untie_head(lm)
