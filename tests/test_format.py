@@ -37,6 +37,15 @@ def test_labels_only_on_summary_and_eos_when_pad_is_eos(tokenizer):
         padding = batch["attention_mask"][row].tolist().count(0)
         assert all(t == IGNORE for t in labels[:padding + len(ex.prompt_ids)])
     assert int(batch["logits_to_keep"]) == max(len(long.target_ids), len(short.target_ids)) + 1
+    # the positions whose logits the loss uses: each predicts the next token of its own row
+    keep, width = int(batch["logits_to_keep"]), batch["input_ids"].shape[1]
+    for index, row, target in zip(batch["target_index"].tolist(), batch["target_row"].tolist(),
+                                  batch["target_ids"].tolist(), strict=True):
+        assert index // keep == row
+        position = width - keep + index % keep
+        assert batch["labels"][row, position + 1] == target
+    assert batch["target_count"].tolist() == [len(long.target_ids), len(short.target_ids)]
+    assert len(batch["target_ids"]) == len(long.target_ids) + len(short.target_ids)
 
 
 def test_empty_article_is_a_clear_error(tokenizer):

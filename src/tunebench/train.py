@@ -23,7 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
-from tunebench.data.format import IGNORE, Encoded, collate
+from tunebench.data.format import Encoded, collate
 from tunebench.features import TrunkStates, build_trunk_states
 from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
 from tunebench.runtime import Runtime
@@ -68,14 +68,11 @@ def per_example_loss(model: TunedModel, batch: dict[str, torch.Tensor]) -> tuple
     end of its row, so the body runs up to the last `logits_to_keep` positions and the LM head (the largest
     single matmul of a small model) only at positions whose next token is a target.
     """
-    keep = int(batch["logits_to_keep"])
-    labels = batch["labels"][:, -keep + 1:]  # the targets of the kept positions but the last
-    chosen = labels != IGNORE
-    logits = model(batch["input_ids"], batch["attention_mask"], logits_to_keep=keep,
-                   trunk_states=batch.get("trunk_states"), select=F.pad(chosen, (0, 1))).float()
-    losses = F.cross_entropy(logits, labels[chosen], reduction="none")
-    rows = chosen.nonzero()[:, 0]
-    return losses.new_zeros(labels.shape[0]).index_add_(0, rows, losses), chosen.sum(dim=1)
+    logits = model(batch["input_ids"], batch["attention_mask"], logits_to_keep=int(batch["logits_to_keep"]),
+                   trunk_states=batch.get("trunk_states"), select=batch["target_index"]).float()
+    losses = F.cross_entropy(logits, batch["target_ids"], reduction="none")
+    per_row = losses.new_zeros(batch["input_ids"].shape[0]).index_add_(0, batch["target_row"], losses)
+    return per_row, batch["target_count"]
 
 
 def batch_order(examples: list[Encoded], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
@@ -100,7 +97,7 @@ def make_batch(examples: list[Encoded], indices: list[int], pad_id: int, device:
     batch = collate([examples[i] for i in indices], pad_id)
     if states is not None:
         batch["trunk_states"] = states.batch(indices, batch["input_ids"].shape[1])
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.to(device) if v.dim() else v for k, v in batch.items()}  # scalars stay on the host
 
 
 @torch.no_grad()
@@ -112,8 +109,8 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
     for indices in batch_order(examples, batch_size, seed=0, shuffle=False):
         batch = make_batch(examples, indices, pad_id, runtime.device, states)
         with runtime.autocast():
-            loss_sum, n = per_example_loss(model, batch)
-        total, count = total + loss_sum.sum().item(), count + int(n.sum())
+            loss_sum, _ = per_example_loss(model, batch)
+        total, count = total + loss_sum.sum().item(), count + sum(len(examples[i].target_ids) for i in indices)
     return total / max(count, 1)
 
 
@@ -174,8 +171,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
                 loss_sum, counts = per_example_loss(model, batch)
             loss = loss_sum.sum() / counts.sum()
             (loss / cfg.grad_accum_steps).backward()
-            result.train_tokens += int(batch["attention_mask"].sum())
-            result.target_tokens += int(counts.sum())
+            result.train_tokens += sum(len(train_set[i]) for i in indices)  # from the host: no device sync
+            result.target_tokens += sum(len(train_set[i].target_ids) for i in indices)
             if (micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches):
                 continue
             value = loss.item()

@@ -66,13 +66,19 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Left-padded training batch. `labels` align with `input_ids`; only target positions are not -100.
 
-    Left padding puts every target at the end of its row, so the loss needs logits for the last
-    `max target length + 1` positions only (`logits_to_keep`), not for the whole article.
+    Left padding puts every target at the end of its row, so the loss needs the last `max target length + 1`
+    positions only (`logits_to_keep`), and among them only those whose next token is a target: their flat
+    indices in the (batch, logits_to_keep) grid (`target_index`), their row (`target_row`) and the token
+    they predict (`target_ids`). Built here on the CPU, so the training step needs no host sync to find them.
     """
     ids, mask = left_pad([ex.prompt_ids + ex.target_ids for ex in batch], pad_id)
     labels = torch.full_like(ids, IGNORE)
     for row, ex in enumerate(batch):
         labels[row, ids.shape[1] - len(ex.target_ids):] = torch.tensor(ex.target_ids, dtype=torch.long)
     keep = max(len(ex.target_ids) for ex in batch) + 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "logits_to_keep": torch.tensor(keep)}
+    predicts = labels[:, -keep + 1:]  # what the kept positions but the last predict
+    chosen = torch.nn.functional.pad(predicts != IGNORE, (0, 1))
+    index = chosen.flatten().nonzero().squeeze(1)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "logits_to_keep": torch.tensor(keep),
+            "target_index": index, "target_row": index // keep, "target_ids": predicts[predicts != IGNORE],
+            "target_count": torch.tensor([len(ex.target_ids) for ex in batch])}

@@ -42,8 +42,8 @@ class TunedModel(nn.Module):
                 trunk_states: torch.Tensor | None = None, select: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for the last `logits_to_keep` positions (0: all). Positions count real tokens only.
 
-        `select`: a (batch, logits_to_keep) boolean mask; the LM head then runs only at the chosen positions and
-        the result is (chosen, vocab) in row-major order (a row's short summary wastes no head work).
+        `select`: flat indices into the (batch, logits_to_keep) grid of positions; the LM head then runs only there
+        and the result is (len(select), vocab) (a row's short summary wastes no head work).
         `trunk_states`: the output of the first `frozen_depth()` blocks for this batch, computed earlier by
         `trunk_output`; those blocks are then skipped (their result cannot have changed: nothing in them trains).
         """
@@ -62,7 +62,7 @@ class TunedModel(nn.Module):
             yield
             return
         handle = self.lm.get_output_embeddings().register_forward_pre_hook(
-            lambda module, args: (args[0][select], *args[1:]))
+            lambda module, args: (args[0].flatten(0, 1).index_select(0, select), *args[1:]))
         try:
             yield
         finally:
