@@ -39,12 +39,12 @@ def matmul_peak_flops(dtype: torch.dtype, device: str, size: int = 2048, repeats
     b = torch.randn(size, size, dtype=dtype, device=device)
     for _ in range(2):
         a @ b
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats; the median is reported")
     parser.add_argument("--methods", default="prompt-tuning,lora,last-block")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="cuda: the current GPU, for tunebench and Trainer alike")
     parser.add_argument("--cache-off-too", action="store_true",
                         help="also run tunebench with train.cache_frozen=false where it has frozen lower blocks")
     args = parser.parse_args()

@@ -105,3 +105,19 @@ def test_one_epoch_reuses_nothing_so_builds_no_cache(tiny_lm, cfg, tokenizer, tm
     _, result, calls = _train(tiny_lm, cfg, tokenizer, tmp_path, cache=True, epochs=1)
     assert result.frozen_cache == {} and calls == 2 + 1
     assert not (tmp_path / "frozen").exists()
+
+
+def test_key_covers_scalar_buffers_and_blocks_that_return_tuples_train_uncached(tiny_lm, cfg, tokenizer, tmp_path):
+    tuned = METHODS["last-block"].apply(tiny_lm, cfg, tokenizer)
+    train_set, _ = _data(tokenizer)
+    tuned.lm.model.register_buffer("scale", torch.tensor(2.0)) if hasattr(tuned.lm, "model") else \
+        tuned.lm.transformer.register_buffer("scale", torch.tensor(2.0))  # a 0-dim buffer, as Gemma's embed_scale
+    key = fingerprint(tuned, train_set, RUNTIME, 1)
+    next(b for n, b in tuned.lm.named_buffers() if n.endswith("scale")).fill_(3.0)
+    assert fingerprint(tuned, train_set, RUNTIME, 1) != key
+    block = transformer_blocks(tuned.lm)[0]
+    original = block.forward
+    block.forward = lambda *args, **kwargs: (original(*args, **kwargs),)  # an older-style block output
+    tuned.train()
+    assert build_trunk_states(tuned, train_set, 4, tokenizer.pad_token_id, RUNTIME, tmp_path) is None
+    assert tuned.training and not any(tmp_path.iterdir())  # mode restored, no half-built entry left

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ import transformers
 from tunebench.cache import atomic_write_json
 from tunebench.data.format import Encoded, left_pad
 from tunebench.layers import transformer_blocks
-from tunebench.methods.base import TunedModel
+from tunebench.methods.base import TunedModel, UnsupportedTrunk
 from tunebench.runtime import Runtime
+
+CACHE_VERSION = 1
+"""Part of every cache key: raise it when what is stored, or how the frozen part is run, changes."""
 
 
 @dataclass
@@ -51,20 +55,22 @@ class TrunkStates:
 def fingerprint(model: TunedModel, examples: list[Encoded], runtime: Runtime, depth: int) -> str:
     """Key of a cache entry: everything the frozen blocks' output depends on.
 
-    That is every frozen tensor outside the trained blocks (weights and buffers such as rotary frequencies),
-    the token ids of every example, the precision and device type, and the library versions.
+    That is every frozen tensor outside the trained blocks (weights and buffers such as rotary frequencies,
+    with their dtypes and shapes), the model's class and configuration, the token ids of every example, the
+    precision and device type, the library versions and this cache's format version.
     """
     digest = hashlib.sha1(usedforsecurity=False)  # a fingerprint, not a security boundary; ~2x blake2b here
-    digest.update(f"{depth}|{runtime.precision}|{runtime.device.split(':')[0]}|{torch.__version__}|"
-                  f"{transformers.__version__}".encode())
+    digest.update(f"{CACHE_VERSION}|{depth}|{runtime.precision}|{runtime.device.split(':')[0]}|{torch.__version__}|"
+                  f"{transformers.__version__}|{type(model.lm).__name__}|".encode())
+    digest.update(model.lm.config.to_json_string().encode())
     trained_blocks = {id(t) for block in transformer_blocks(model.lm)[depth:] for t in
                       [*block.parameters(), *block.buffers()]}
     tensors = [*model.lm.named_parameters(), *model.lm.named_buffers()]
     for name, tensor in tensors:
         if id(tensor) in trained_blocks or tensor.requires_grad:
             continue
-        digest.update(name.encode())
-        digest.update(memoryview(tensor.detach().cpu().contiguous().view(torch.uint8).numpy()))
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
     for ex in examples:
         digest.update(torch.tensor(ex.prompt_ids + ex.target_ids + [-1], dtype=torch.int64).numpy().tobytes())
     return digest.hexdigest()
@@ -121,15 +127,23 @@ def build_trunk_states(model: TunedModel, examples: list[Encoded], batch_size: i
     was_training = model.training
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: lengths[i])  # similar lengths together: little padding
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        ids, mask = left_pad([examples[i].prompt_ids + examples[i].target_ids for i in chunk], pad_id)
-        with runtime.autocast():
-            states = model.trunk_output(ids.to(runtime.device), mask.to(runtime.device)).to("cpu", dtype)
-        for row, i in enumerate(chunk):
-            store[offsets[i]:offsets[i] + lengths[i]] = states[row, states.shape[1] - lengths[i]:]
-    model.train(was_training)
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            ids, mask = left_pad([examples[i].prompt_ids + examples[i].target_ids for i in chunk], pad_id)
+            with runtime.autocast():
+                states = model.trunk_output(ids.to(runtime.device), mask.to(runtime.device)).to("cpu", dtype)
+            for row, i in enumerate(chunk):
+                store[offsets[i]:offsets[i] + lengths[i]] = states[row, states.shape[1] - lengths[i]:]
+    except UnsupportedTrunk:
+        if entry is not None:
+            shutil.rmtree(entry, ignore_errors=True)
+        return None  # such a model trains without the cache: same result, frozen part recomputed
+    finally:
+        model.train(was_training)
     if entry is not None:
+        with open(entry / "states.bin", "rb") as handle:
+            os.fsync(handle.fileno())  # the states on disk before the marker that says they are complete
         atomic_write_json(entry / "meta.json", {"count": total * hidden, "examples": len(examples),
                                                 "hidden_size": hidden, **facts})
     return TrunkStates(store, offsets, lengths, {**facts, "where": "disk" if entry else "memory", "reused": False,

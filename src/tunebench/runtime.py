@@ -42,6 +42,8 @@ def resolve_runtime(precision: str = "auto", threads: int | None = None, device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise TunebenchError(f"train.device={device} but torch sees no CUDA GPU; use train.device=cpu or auto")
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(device)  # memory peaks, NVML, RNG state and bf16 checks all read the current device
     if precision == "auto":
         fast = torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_has_fast_bf16()
         precision = "bf16" if fast else "fp32"

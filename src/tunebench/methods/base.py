@@ -20,6 +20,10 @@ class _StopForward(Exception):
     """Raised by a hook to end a forward pass once the frozen blocks' output is in hand."""
 
 
+class UnsupportedTrunk(Exception):
+    """The model's blocks return something other than a hidden-states tensor: their output cannot be replayed."""
+
+
 class TunedModel(nn.Module):
     """A Hugging Face causal LM plus an optional module that prepends learned input embeddings."""
 
@@ -102,14 +106,20 @@ class TunedModel(nn.Module):
 
     @torch.no_grad()
     def trunk_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states leaving the frozen blocks (the input of the first trained one); the rest is not run."""
+        """Hidden states leaving the frozen blocks (the input of the first trained one); the rest is not run.
+
+        Raises UnsupportedTrunk for models whose blocks return tuples (transformers 5's GPT-2, Llama and most
+        decoder-only models return a tensor): `_replaying` could not stand in for them faithfully.
+        """
         depth = self.frozen_depth()
         if not depth:
             raise ValueError("this model has no frozen lower blocks to compute once")
         captured: list[torch.Tensor] = []
 
         def stop(module, args, output):
-            captured.append(output if torch.is_tensor(output) else output[0])
+            if not torch.is_tensor(output):
+                raise UnsupportedTrunk(f"{type(module).__name__} returns {type(output).__name__}, not a tensor")
+            captured.append(output)
             raise _StopForward
 
         handle = transformer_blocks(self.lm)[depth - 1].register_forward_hook(stop)
