@@ -110,8 +110,7 @@ def test_one_epoch_reuses_nothing_so_builds_no_cache(tiny_lm, cfg, tokenizer, tm
 def test_key_covers_scalar_buffers_and_blocks_that_return_tuples_train_uncached(tiny_lm, cfg, tokenizer, tmp_path):
     tuned = METHODS["last-block"].apply(tiny_lm, cfg, tokenizer)
     train_set, _ = _data(tokenizer)
-    tuned.lm.model.register_buffer("scale", torch.tensor(2.0)) if hasattr(tuned.lm, "model") else \
-        tuned.lm.transformer.register_buffer("scale", torch.tensor(2.0))  # a 0-dim buffer, as Gemma's embed_scale
+    tuned.lm.base_model.register_buffer("scale", torch.tensor(2.0))  # a 0-dim buffer, as Gemma's embed_scale
     key = fingerprint(tuned, train_set, RUNTIME, 1)
     next(b for n, b in tuned.lm.named_buffers() if n.endswith("scale")).fill_(3.0)
     assert fingerprint(tuned, train_set, RUNTIME, 1) != key

@@ -94,7 +94,7 @@ def build_trunk_states(model: TunedModel, examples: list[Encoded], batch_size: i
     if not depth or not examples:
         return None
     tick = time.perf_counter()
-    hidden = model.lm.config.hidden_size if hasattr(model.lm.config, "hidden_size") else model.lm.config.n_embd
+    hidden = model.lm.config.hidden_size  # GPT-2's config maps it to n_embd
     lengths = [len(ex) for ex in examples]
     offsets = [0]
     for n in lengths[:-1]:

@@ -87,9 +87,12 @@ class TunedModel(nn.Module):
             return 0
         depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
                      len(blocks))
-        after = [blocks, final_norm(self.lm), self.lm.get_output_embeddings()]
-        known = {id(p) for module in after if module is not None for p in module.parameters()}
+        known = {id(p) for module in self._upper_part(blocks, 0) for p in module.parameters()}
         return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
+
+    def _upper_part(self, blocks: nn.ModuleList, depth: int) -> list[nn.Module]:
+        """The blocks from `depth` up, the final norm and the LM head: what may train above a frozen trunk."""
+        return [*blocks[depth:], *(m for m in (final_norm(self.lm), self.lm.get_output_embeddings()) if m is not None)]
 
     def train(self, mode: bool = True) -> TunedModel:
         """Training mode, except that the frozen lower blocks stay deterministic (no dropout where nothing trains),
@@ -98,10 +101,8 @@ class TunedModel(nn.Module):
         depth = self.frozen_depth() if mode else 0
         if depth:
             self.lm.eval()
-            for module in [*transformer_blocks(self.lm)[depth:], final_norm(self.lm),
-                           self.lm.get_output_embeddings()]:
-                if module is not None:
-                    module.train()
+            for module in self._upper_part(transformer_blocks(self.lm), depth):
+                module.train()
         return self
 
     @torch.no_grad()
