@@ -69,7 +69,7 @@ def main() -> None:
     test = select_splits(load_examples(data_cfg), data_cfg).test
     lm, tokenizer = load_model(args.model)
     lm.to(args.device)
-    tuned = ZERO_SHOT.apply(lm, cfg, tokenizer)
+    tuned = ZERO_SHOT.build(lm, cfg, tokenizer)
     prompts = [encode_prompt(tokenizer, ex.article, cfg.data.separator, cfg.data.max_article_tokens) for ex in test]
     settings = EvalConfig(max_new_tokens=args.max_new_tokens)
 

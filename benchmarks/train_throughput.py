@@ -65,7 +65,7 @@ def flops_per_token(tuned, epochs: int, cached: bool) -> float:
 
 
 def run_tunebench(base, cfg, name, examples, args, runtime, pad_id, cache: bool = True):
-    tuned = METHODS[name].apply(copy.deepcopy(base), cfg, tokenizer=args.tokenizer).to(runtime.device)
+    tuned = METHODS[name].build(copy.deepcopy(base), cfg, tokenizer=args.tokenizer).to(runtime.device)
     tcfg = copy.deepcopy(cfg.train)
     tcfg.epochs, tcfg.max_steps, tcfg.batch_size, tcfg.warmup_steps = args.epochs, None, args.batch_size, 0
     tcfg.cache_frozen = cache
@@ -83,7 +83,7 @@ def peer_model(base, cfg, name, tokenizer):
 
     lm = copy.deepcopy(base)
     if name == "lora":
-        tuned = METHODS["lora"].apply(copy.deepcopy(base), cfg, tokenizer)  # only to read the same targets
+        tuned = METHODS["lora"].build(copy.deepcopy(base), cfg, tokenizer)  # only to read the same targets
         lo = cfg.method.lora
         return get_peft_model(lm, LoraConfig(task_type=TaskType.CAUSAL_LM, r=lo.r, lora_alpha=lo.alpha,
                                              lora_dropout=lo.dropout,
@@ -95,7 +95,7 @@ def peer_model(base, cfg, name, tokenizer):
                                                      prompt_tuning_init=PromptTuningInit.TEXT,
                                                      prompt_tuning_init_text=pt.init_text,
                                                      tokenizer_name_or_path=str(args_tokenizer_dir(tokenizer))))
-    return METHODS["last-block"].apply(lm, cfg, tokenizer).lm  # same parameters frozen, plain model
+    return METHODS["last-block"].build(lm, cfg, tokenizer).lm  # same parameters frozen, plain model
 
 
 def args_tokenizer_dir(tokenizer) -> Path:

@@ -9,8 +9,7 @@ def greedy_reference(tuned, prompt_ids, max_new_tokens, eos_id):
     ids, out = list(prompt_ids), []
     for _ in range(max_new_tokens):
         t = torch.tensor([ids])
-        embeds, _ = tuned.embed(t, torch.ones_like(t))
-        token = int(tuned.lm(inputs_embeds=embeds, use_cache=False).logits[0, -1].argmax())
+        token = int(tuned(t, torch.ones_like(t))[0, -1].argmax())  # the method's own full forward, no cache
         if token == eos_id:
             break
         out.append(token)

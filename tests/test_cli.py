@@ -81,7 +81,7 @@ def _cli(*args, env=None):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "methods=[lora,dora]"], "unknown method 'dora'"),
+    (["--set", "methods=[lora,dorra]"], "unknown method 'dorra' (did you mean 'dora'?)"),
     (["--set", "train.lrr=1"], "unknown config key 'train.lrr' (did you mean 'lr'?)"),
     (["--set", "model.name=./no/such/model"], "model directory './no/such/model' does not exist"),
     (["--set", "data.source=nope"], "data source 'nope' is neither a file"),

@@ -1,13 +1,42 @@
+import re
+import subprocess
+import sys
+
 import pytest
 
 from tunebench.config import PRESETS, apply_override, load_config
 from tunebench.errors import TunebenchError
+from tunebench.methods import METHODS
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_shipped_preset_loads(preset):
     cfg = load_config(preset)
-    assert cfg.methods == ["prompt-tuning", "lora", "last-block"]
+    expected = list(METHODS) if preset == "wide" else ["prompt-tuning", "lora", "last-block"]
+    assert cfg.methods == expected
+
+
+def test_reading_and_checking_a_config_loads_neither_torch_nor_peft():
+    code = ("import sys; from tunebench.config import load_config; "
+            "[load_config(p) for p in ('demo', 'wide', 'seed', 'smoke')]; "
+            "print(sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.dora.r=0", "config key 'method.dora.r' must be >= 1, got 0"),
+    ("method.ia3.target_modules=[]", "config key 'method.ia3.target_modules' must list at least one entry"),
+    ("method.prefix_tuning.init=zeros", "config key 'method.prefix_tuning.init' must be one of text, random"),
+    ("method.bitfit.norms=sometimes", "config key 'method.bitfit.norms' must be one of auto, always, never"),
+    ("method.full.lr=0", "config key 'method.full.lr' must be a finite number > 0, got 0.0"),
+    ("method.last-block.num_blocks=0", "config key 'method.last_block.num_blocks' must be >= 1, got 0"),
+    ("method.lora.dropout=1", "config key 'method.lora.dropout' must be in [0, 1), got 1.0"),
+    ("method.prompt_tuning.num_virtual_tokens=0", "config key 'method.prompt_tuning.num_virtual_tokens' must be >= 1"),
+])
+def test_each_method_checks_its_own_settings(override, message):
+    with pytest.raises(TunebenchError, match=re.escape(message)):
+        load_config("smoke", overrides=[override])
 
 
 def test_seed_preset_is_the_original_study():
@@ -33,7 +62,7 @@ def test_dotted_overrides_are_typed_and_hyphens_accepted():
     ("trian.lr=1", "unknown config key 'trian' (did you mean 'train'?)"),
     ("method.lora.alhpa=4", "unknown config key 'method.lora.alhpa' (did you mean 'alpha'?)"),
     ("method.lora.r=abc", "config key 'method.lora.r' must be an integer, got 'abc'"),
-    ("train.lr=-1", "config key 'train.lr' must be > 0"),
+    ("train.lr=-1", "config key 'train.lr' must be a finite number > 0"),
     ("methods=[lora,qlora]", "unknown method 'qlora'"),
     ("train.precision=fp8", "config key 'train.precision' must be one of auto, bf16, fp32"),
     ("data.fraction=1.5", "config key 'data.fraction' must be in (0, 1]"),

@@ -67,7 +67,7 @@ def test_cut_settings():
 
 
 def test_beam_search_and_no_repeat_run_and_respect_the_limit(tiny_lm, tokenizer, cfg):
-    tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
+    tuned = ZERO_SHOT.build(tiny_lm, cfg, tokenizer)
     prompts = [tokenizer(p)["input_ids"] for p in ("One article.\nTL;DR:\n", "A longer article text.\nTL;DR:\n")]
     settings = EvalConfig(max_new_tokens=8, num_beams=3, no_repeat_ngram_size=2, length_penalty=1.2)
     out = generate_summaries(tuned, tokenizer, prompts, 2, settings)

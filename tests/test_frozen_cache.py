@@ -31,7 +31,7 @@ def _count_calls(block):
 
 def _train(lm, cfg, tokenizer, tmp_path, cache: bool, epochs: int = 3):
     torch.manual_seed(1)  # the trained block's dropout draws the same masks in both runs
-    tuned = METHODS["last-block"].apply(copy.deepcopy(lm), cfg, tokenizer)
+    tuned = METHODS["last-block"].build(copy.deepcopy(lm), cfg, tokenizer)
     frozen_calls = _count_calls(transformer_blocks(tuned.lm)[0])
     tcfg = copy.deepcopy(cfg.train)
     tcfg.epochs, tcfg.warmup_steps, tcfg.cache_frozen = epochs, 0, cache
@@ -61,19 +61,19 @@ def test_cached_training_gives_the_same_weights_and_skips_the_frozen_blocks(tiny
 
 def test_frozen_part_has_no_dropout_in_training_mode(tokenizer, cfg, _tiny_models):
     lm = copy.deepcopy(_tiny_models["gpt2-tiny"])  # GPT-2 has dropout in every block and after the embeddings
-    tuned = METHODS["last-block"].apply(lm, cfg, tokenizer).train()
+    tuned = METHODS["last-block"].build(lm, cfg, tokenizer).train()
     blocks = transformer_blocks(tuned.lm)
     dropouts = lambda m: [d for d in m.modules() if isinstance(d, torch.nn.Dropout)]  # noqa: E731
     assert dropouts(blocks[0]) and not any(d.training for d in dropouts(blocks[0]))
     assert not tuned.lm.transformer.drop.training
     assert all(d.training for d in dropouts(blocks[1]))
-    lora = METHODS["lora"].apply(copy.deepcopy(_tiny_models["gpt2-tiny"]), cfg, tokenizer).train()
+    lora = METHODS["lora"].build(copy.deepcopy(_tiny_models["gpt2-tiny"]), cfg, tokenizer).train()
     assert all(d.training for d in dropouts(lora.lm))  # other methods keep the model's usual training mode
 
 
 @pytest.mark.parametrize("name", ["prompt-tuning", "lora", "last-block"])
 def test_frozen_depth_only_where_nothing_below_trains(tiny_lm, cfg, tokenizer, name):
-    tuned = METHODS[name].apply(tiny_lm, cfg, tokenizer)
+    tuned = METHODS[name].build(tiny_lm, cfg, tokenizer)
     depth = tuned.frozen_depth()
     assert depth == (len(transformer_blocks(tiny_lm)) - cfg.method.last_block.num_blocks if name == "last-block"
                      else 0)
@@ -83,7 +83,7 @@ def test_frozen_depth_only_where_nothing_below_trains(tiny_lm, cfg, tokenizer, n
 
 
 def test_cache_on_disk_is_reused_and_keyed_by_weights_and_data(tiny_lm, cfg, tokenizer, tmp_path):
-    tuned = METHODS["last-block"].apply(tiny_lm, cfg, tokenizer)
+    tuned = METHODS["last-block"].build(tiny_lm, cfg, tokenizer)
     train_set, _ = _data(tokenizer)
     pad = tokenizer.pad_token_id
     first = build_trunk_states(tuned, train_set, 3, pad, RUNTIME, tmp_path)
@@ -97,7 +97,7 @@ def test_cache_on_disk_is_reused_and_keyed_by_weights_and_data(tiny_lm, cfg, tok
     with torch.no_grad():
         tuned.lm.get_input_embeddings().weight[0, 0] += 1.0
     assert fingerprint(tuned, train_set, RUNTIME, 1) != key
-    assert build_trunk_states(METHODS["lora"].apply(copy.deepcopy(tiny_lm), cfg, tokenizer), train_set, 4, pad,
+    assert build_trunk_states(METHODS["lora"].build(copy.deepcopy(tiny_lm), cfg, tokenizer), train_set, 4, pad,
                               RUNTIME, tmp_path) is None
 
 
@@ -108,7 +108,7 @@ def test_one_epoch_reuses_nothing_so_builds_no_cache(tiny_lm, cfg, tokenizer, tm
 
 
 def test_key_covers_scalar_buffers_and_blocks_that_return_tuples_train_uncached(tiny_lm, cfg, tokenizer, tmp_path):
-    tuned = METHODS["last-block"].apply(tiny_lm, cfg, tokenizer)
+    tuned = METHODS["last-block"].build(tiny_lm, cfg, tokenizer)
     train_set, _ = _data(tokenizer)
     tuned.lm.base_model.register_buffer("scale", torch.tensor(2.0))  # a 0-dim buffer, as Gemma's embed_scale
     key = fingerprint(tuned, train_set, RUNTIME, 1)

@@ -29,7 +29,7 @@ def _ids(tokenizer):
 @pytest.mark.parametrize("name", [*METHODS, "zero-shot"])
 def test_batched_generation_equals_unbatched_greedy(tiny_lm, tokenizer, cfg, name):
     method = METHODS.get(name, ZERO_SHOT)
-    tuned = method.apply(tiny_lm, cfg, tokenizer)
+    tuned = method.build(tiny_lm, cfg, tokenizer)
     if name != "zero-shot":  # a trained-looking method: move its parameters off their init
         with torch.no_grad():
             for p in tuned.parameters():
@@ -44,7 +44,7 @@ def test_batched_generation_equals_unbatched_greedy(tiny_lm, tokenizer, cfg, nam
 
 
 def test_each_sequence_stops_at_its_own_eos(tiny_lm, tokenizer, cfg):
-    tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
+    tuned = ZERO_SHOT.build(tiny_lm, cfg, tokenizer)
     prompts = _ids(tokenizer)
     free = [greedy_reference(tuned, p, 10, -1) for p in prompts]
     # a token that sequence 0 emits after step 1 and some other sequence never emits: make it EOS
@@ -60,7 +60,7 @@ def test_each_sequence_stops_at_its_own_eos(tiny_lm, tokenizer, cfg):
 
 
 def test_output_is_new_text_only(tiny_lm, tokenizer, cfg):
-    tuned = ZERO_SHOT.apply(tiny_lm, cfg, tokenizer)
+    tuned = ZERO_SHOT.build(tiny_lm, cfg, tokenizer)
     prompts = _ids(tokenizer)
     out = generate_summaries(tuned, tokenizer, prompts, batch_size=2, settings=EvalConfig(max_new_tokens=6))
     for prompt_text, text in zip(PROMPTS, out.texts, strict=True):

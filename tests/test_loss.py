@@ -16,7 +16,7 @@ def _encode(tokenizer, pairs):
 
 
 def test_changing_example_i_changes_only_its_loss(tiny_lm, tokenizer, cfg):
-    model = METHODS["lora"].apply(tiny_lm, cfg, tokenizer).eval()
+    model = METHODS["lora"].build(tiny_lm, cfg, tokenizer).eval()
     batch = _encode(tokenizer, PAIRS)
     before, counts = per_example_loss(model, collate(batch, tokenizer.pad_token_id))
     changed = list(PAIRS)
@@ -28,7 +28,7 @@ def test_changing_example_i_changes_only_its_loss(tiny_lm, tokenizer, cfg):
 
 
 def test_loss_in_a_padded_batch_equals_loss_alone_and_hf_reference(tiny_lm, tokenizer, cfg):
-    model = METHODS["last-block"].apply(tiny_lm, cfg, tokenizer).eval()
+    model = METHODS["last-block"].build(tiny_lm, cfg, tokenizer).eval()
     batch = _encode(tokenizer, PAIRS)
     together, _ = per_example_loss(model, collate(batch, tokenizer.pad_token_id))
     for i, ex in enumerate(batch):

@@ -26,7 +26,7 @@ from tunebench.metrics import aggregate, lead_k, rouge_per_article
 from tunebench.models import count_parameters, load_model
 from tunebench.publish import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
-from tunebench.results import ResultsFile, environment
+from tunebench.results import Record, ResultsFile, environment
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.train import evaluate_loss, train
 
@@ -71,11 +71,11 @@ def check_context(cfg: Config, lm, tokenizer) -> None:
     if not limit:
         return
     d = cfg.data
-    prefix = cfg.method.prompt_tuning.num_virtual_tokens if "prompt-tuning" in cfg.methods else 0
+    prefix = max((METHODS[name].settings(cfg).positions_added() for name in cfg.methods), default=0)
     longest = prefix + d.max_article_tokens + len(tokenizer(d.separator, add_special_tokens=False)["input_ids"]) + \
         max(d.max_summary_tokens + 1, cfg.eval.max_new_tokens)
     if longest > limit:
-        raise TunebenchError(f"sequences may reach {longest} tokens (soft prompt {prefix} + data.max_article_tokens "
+        raise TunebenchError(f"sequences may reach {longest} tokens (learned prefix {prefix} + data.max_article_tokens "
                              f"{d.max_article_tokens} + separator + summary) but {cfg.model.name} reads at most "
                              f"{limit}; lower data.max_article_tokens")
 
@@ -118,12 +118,11 @@ def run_lead(bench: Workbench) -> dict:
     k = bench.cfg.eval.lead_k
     with PhaseMonitor() as phase:
         result = score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], "lead")
-    return {"name": f"lead-{k}", "kind": "baseline", "status": "SUCCESS", "eval": result,
-            "phases": {"generation": phase.as_dict()}, "params": None}
+    return Record(f"lead-{k}", "baseline", "SUCCESS", eval=result, phases={"generation": phase.as_dict()})
 
 
 def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None = None,
-               name: str | None = None) -> dict:
+               name: str | None = None) -> Record:
     """Apply a method to a fresh copy of the base model, train it (unless a baseline), evaluate, save.
 
     `seed` overrides train.seed (initialisation and data order) for repeats; `name` names the record and
@@ -136,31 +135,31 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
     out_dir = bench.run_dir / name
     out_dir.mkdir(parents=True, exist_ok=True)
     release_free_memory()  # so this method's peak RSS does not include what earlier methods left behind
-    record: dict = {"name": name, "method": method.name, "seed": cfg.train.seed,
-                    "kind": "method" if trained else "baseline", "status": "RUNNING",
-                    "settings": method.describe(cfg), "phases": {}}
+    record = Record(name, "method" if trained else "baseline", method=method.name, seed=cfg.train.seed,
+                    settings=method.describe(cfg))
     with PhaseMonitor() as setup:
         seed_everything(cfg.train.seed)
         lm = copy.deepcopy(bench.base_lm) if trained else bench.base_lm
-        tuned = method.apply(lm, cfg, bench.tokenizer).to(bench.runtime.device)
+        tuned = method.build(lm, cfg, bench.tokenizer).to(bench.runtime.device)
     total, trainable = count_parameters(tuned)
-    record["params"] = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
-                        **tuned.extra}
-    record["phases"]["setup"] = setup.as_dict()
+    record.params = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
+                     **tuned.facts}
+    record.notes = list(tuned.notes)
+    record.phases["setup"] = setup.as_dict()
     if trained:
         lr = cfg.method_lr(method.name)
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                            out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
                            state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE)
-        record["train"] = {"lr": lr, **asdict(result), **result.rates()}
-        record["phases"]["train"] = phase.as_dict()
+        record.train = {"lr": lr, **asdict(result), **result.rates()}
+        record.phases["train"] = phase.as_dict()
         if method.export is not None:
-            method.export(tuned, cfg, out_dir / "peft_adapter")
+            method.export(tuned, method.settings(cfg), cfg.model.name, out_dir / "peft_adapter")
         weights = out_dir / "weights.safetensors"
-        record["artifacts"] = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
-    record["eval"], record["phases"]["generation"] = evaluate_tuned(bench, tuned, name)
-    record["status"] = "SUCCESS"
+        record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
+    record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name)
+    record.status = "SUCCESS"
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # done: the best weights are all that is kept
     return record
 
@@ -226,8 +225,7 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
         try:
             record = job()
         except Exception as exc:  # one method failing must not sink the others (KeyboardInterrupt still stops)
-            record = {"name": name, "kind": "method", "status": "FAILED", "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc()}
+            record = Record.failed(name, "method", exc, traceback.format_exc())
             print(f"tunebench: {name} FAILED: {exc}", flush=True)
         results.add(record)
         write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in

@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, require_choice, require_positive
+from tunebench.methods import DEFAULT_METHODS, METHODS
 
-PRESETS = ("demo", "seed", "smoke")
+PRESETS = ("demo", "wide", "seed", "smoke")
 
 
 @dataclass
@@ -106,56 +107,28 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot"])
 
 
-@dataclass
-class PromptTuningConfig:
-    num_virtual_tokens: int = 20
-    init: str = "uniform"
-    """`uniform` (U(-init_range, init_range), as in the study), `vocab` (rows of the embedding) or `text`."""
-    init_range: float = 0.5
-    init_text: str = "Summarize the following article in one sentence:"
-    lr: float | None = None
+def _method_config() -> type:
+    """`method.<name>`: one field per registered method, holding that method's own Settings dataclass."""
+    fields = [(m.key, m.settings_class, field(default_factory=m.settings_class)) for m in METHODS.values()]
+    return dataclasses.make_dataclass("MethodConfig", fields)
 
 
-@dataclass
-class LoraConfig:
-    r: int = 8
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["attention"])
-    """`attention` = every projection inside the attention modules, or explicit module name suffixes."""
-    init_a: str = "gaussian"
-    """A's init: `gaussian` (normal, as in the study) or `kaiming` (PEFT's default); B is always 0."""
-    lr: float | None = None
-
-
-@dataclass
-class LastBlockConfig:
-    num_blocks: int = 1
-    train_final_norm: bool = True
-    train_head: bool = True
-    """Train the LM head; a tied head is untied first so the input embedding stays frozen."""
-    lr: float | None = None
-
-
-@dataclass
-class MethodConfig:
-    prompt_tuning: PromptTuningConfig = field(default_factory=PromptTuningConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    last_block: LastBlockConfig = field(default_factory=LastBlockConfig)
+MethodConfig = _method_config()
 
 
 @dataclass
 class Config:
-    methods: list[str] = field(default_factory=lambda: ["prompt-tuning", "lora", "last-block"])
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    """Methods to train and compare, in order (see `method.<name>` for each one's settings)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)  # type: ignore[valid-type]
 
     def method_lr(self, method: str) -> float:
         """The learning rate a method trains with: its own `lr` if set, else `train.lr`."""
-        own = getattr(self.method, method_key(method)).lr
+        own = METHODS[method].settings(self).lr
         return self.train.lr if own is None else own
 
 
@@ -280,9 +253,7 @@ def load_config(preset: str | None = None, config_file: str | None = None,
 
 
 def validate(cfg: Config) -> None:
-    """Range and choice checks that types alone cannot express."""
-    from tunebench.methods import METHODS  # local import: methods import torch
-
+    """Range and choice checks that types alone cannot express; each method checks its own settings."""
     for name in cfg.methods:
         if name not in METHODS:
             raise TunebenchError(f"unknown method '{name}'{_suggest(name, list(METHODS))}")
@@ -295,8 +266,6 @@ def validate(cfg: Config) -> None:
         "data.max_summary_tokens": cfg.data.max_summary_tokens, "eval.lead_k": cfg.eval.lead_k,
         "eval.num_beams": cfg.eval.num_beams, "eval.bootstrap_resamples": cfg.eval.bootstrap_resamples,
         "eval.max_sentences": cfg.eval.max_sentences or 1,
-        "method.lora.r": cfg.method.lora.r, "method.last_block.num_blocks": cfg.method.last_block.num_blocks,
-        "method.prompt_tuning.num_virtual_tokens": cfg.method.prompt_tuning.num_virtual_tokens,
     }
     for key, value in positive.items():
         if value < 1:
@@ -308,21 +277,13 @@ def validate(cfg: Config) -> None:
                        "train.warmup_steps": cfg.train.warmup_steps}.items():
         if value < 0:
             raise TunebenchError(f"config key '{key}' must be >= 0, got {value}")
-    if cfg.train.lr <= 0:
-        raise TunebenchError(f"config key 'train.lr' must be > 0, got {cfg.train.lr}")
-    for name in METHODS:
-        lr = getattr(cfg.method, method_key(name)).lr
-        if lr is not None and lr <= 0:
-            raise TunebenchError(f"config key 'method.{method_key(name)}.lr' must be > 0, got {lr}")
-    choices = {
-        "train.precision": (cfg.train.precision, ("auto", "bf16", "fp32")),
-        "eval.cut": (cfg.eval.cut, ("eos", "first_line", "blank_line")),
-        "method.prompt_tuning.init": (cfg.method.prompt_tuning.init, ("uniform", "vocab", "text")),
-        "method.lora.init_a": (cfg.method.lora.init_a, ("gaussian", "kaiming")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise TunebenchError(f"config key '{key}' must be one of {', '.join(allowed)}; got '{value}'")
+    require_positive("train.lr", cfg.train.lr)
+    for method in METHODS.values():
+        settings = method.settings(cfg)
+        require_positive(f"method.{method.key}.lr", settings.lr)
+        settings.check(f"method.{method.key}")
+    require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
+    require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise TunebenchError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got '{cfg.train.device}'")
     for baseline in cfg.eval.baselines:
@@ -330,8 +291,6 @@ def validate(cfg: Config) -> None:
             raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines (choose lead, zero-shot)")
     if not 0 < cfg.data.fraction <= 1:
         raise TunebenchError(f"config key 'data.fraction' must be in (0, 1], got {cfg.data.fraction}")
-    if not 0 <= cfg.method.lora.dropout < 1:
-        raise TunebenchError(f"config key 'method.lora.dropout' must be in [0, 1), got {cfg.method.lora.dropout}")
 
 
 def to_dict(cfg: Config) -> dict:

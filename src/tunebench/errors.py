@@ -1,5 +1,39 @@
-"""The one exception type that reaches the user as a one-line message instead of a traceback."""
+"""The one error type users see, and the checks that raise it for bad settings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
 
 
 class TunebenchError(Exception):
-    """Bad input or an unmet precondition: the message says what was wrong and how to fix it."""
+    """A user-facing problem (bad input, missing file, no network): printed as one line, exit code 2."""
+
+
+def require_at_least(key: str, value: float | None, low: float) -> None:
+    """`value` must be >= `low` (None passes: it means "not set")."""
+    if value is not None and not value >= low:
+        raise TunebenchError(f"config key '{key}' must be >= {low:g}, got {value}")
+
+
+def require_positive(key: str, value: float | None) -> None:
+    """`value` must be a finite number > 0 (None passes)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise TunebenchError(f"config key '{key}' must be a finite number > 0, got {value}")
+
+
+def require_choice(key: str, value: str, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise TunebenchError(f"config key '{key}' must be one of {', '.join(allowed)}; got '{value}'")
+
+
+def require_below_one(key: str, value: float) -> None:
+    """A probability or share: 0 <= value < 1."""
+    if not 0 <= value < 1:
+        raise TunebenchError(f"config key '{key}' must be in [0, 1), got {value}")
+
+
+def require_nonempty(key: str, value: list) -> None:
+    if not value:
+        raise TunebenchError(f"config key '{key}' must list at least one entry")

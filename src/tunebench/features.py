@@ -16,8 +16,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import torch
@@ -25,12 +28,109 @@ import transformers
 
 from tunebench.cache import atomic_write_json
 from tunebench.data.format import Encoded, left_pad
-from tunebench.layers import transformer_blocks
-from tunebench.methods.base import TunedModel, UnsupportedTrunk
+from tunebench.errors import TunebenchError
+from tunebench.layers import final_norm, transformer_blocks
 from tunebench.runtime import Runtime
+
+if TYPE_CHECKING:
+    from tunebench.methods.base import TunedModel
 
 CACHE_VERSION = 1
 """Part of every cache key: raise it when what is stored, or how the frozen part is run, changes."""
+
+
+class _StopForward(Exception):
+    """Raised by a hook to end a forward pass once the frozen blocks' output is in hand."""
+
+
+class UnsupportedTrunk(Exception):
+    """The model's blocks return something other than a hidden-states tensor: their output cannot be replayed."""
+
+
+def frozen_depth(model: TunedModel) -> int:
+    """How many leading blocks compute nothing that trains, with nothing trained before them.
+
+    Their output depends on the input tokens only, so it can be computed once and reused. 0 when anything trains
+    below or beside the blocks (a learned prompt or key/value prefix, the embedding, an adapter in the first block)
+    or the model's blocks cannot be found.
+    """
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable or model.lm.get_input_embeddings().weight.requires_grad:
+        return 0
+    try:
+        blocks = transformer_blocks(model.lm)
+    except TunebenchError:
+        return 0
+    depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
+                 len(blocks))
+    known = {id(p) for module in upper_part(model, blocks, 0) for p in module.parameters()}
+    return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
+
+
+def upper_part(model: TunedModel, blocks, depth: int) -> list[torch.nn.Module]:
+    """The blocks from `depth` up, the final norm and the LM head: what may train above a frozen trunk."""
+    lm = model.lm
+    return [*blocks[depth:], *(m for m in (final_norm(lm), lm.get_output_embeddings()) if m is not None)]
+
+
+def keep_trunk_deterministic(model: TunedModel) -> None:
+    """After `model.train()`: the frozen trunk back in eval mode (no dropout where nothing trains)."""
+    depth = frozen_depth(model)
+    if depth:
+        model.lm.eval()
+        for module in upper_part(model, transformer_blocks(model.lm), depth):
+            module.train()
+
+
+@torch.no_grad()
+def trunk_output(model: TunedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Hidden states leaving the frozen blocks (the input of the first trained one); the rest is not run.
+
+    Raises UnsupportedTrunk for models whose blocks return tuples (transformers 5's GPT-2, Llama and most
+    decoder-only models return a tensor): `replaying` could not stand in for them faithfully.
+    """
+    depth = frozen_depth(model)
+    if not depth:
+        raise ValueError("this model has no frozen lower blocks to compute once")
+    captured: list[torch.Tensor] = []
+
+    def stop(module, args, output):
+        if not torch.is_tensor(output):
+            raise UnsupportedTrunk(f"{type(module).__name__} returns {type(output).__name__}, not a tensor")
+        captured.append(output)
+        raise _StopForward
+
+    handle = transformer_blocks(model.lm)[depth - 1].register_forward_hook(stop)
+    try:
+        model(input_ids, attention_mask, logits_to_keep=1)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+@contextmanager
+def replaying(model: TunedModel, states: torch.Tensor | None) -> Iterator[None]:
+    """Inside: the frozen blocks pass their input through, and the last one returns `states` instead."""
+    if states is None:
+        yield
+        return
+    frozen = list(transformer_blocks(model.lm)[:frozen_depth(model)])
+
+    def skip(hidden_states, *args, **kwargs):
+        return hidden_states
+
+    def give(hidden_states, *args, **kwargs):
+        return states.to(hidden_states.dtype)
+
+    for block in frozen:
+        block.forward = give if block is frozen[-1] else skip  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        for block in frozen:
+            del block.forward
 
 
 @dataclass
@@ -132,7 +232,7 @@ def build_trunk_states(model: TunedModel, examples: list[Encoded], batch_size: i
             chunk = order[start:start + batch_size]
             ids, mask = left_pad([examples[i].prompt_ids + examples[i].target_ids for i in chunk], pad_id)
             with runtime.autocast():
-                states = model.trunk_output(ids.to(runtime.device), mask.to(runtime.device)).to("cpu", dtype)
+                states = trunk_output(model, ids.to(runtime.device), mask.to(runtime.device)).to("cpu", dtype)
             for row, i in enumerate(chunk):
                 store[offsets[i]:offsets[i] + lengths[i]] = states[row, states.shape[1] - lengths[i]:]
     except UnsupportedTrunk:

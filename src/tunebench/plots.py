@@ -11,12 +11,12 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
 from tunebench.report import peak_rss_mb  # noqa: E402
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
-FIXED = {"lead": "#7f7f7f", "zero-shot": "#bcbd22", "prompt-tuning": "#1f77b4", "lora": "#d62728",
-         "last-block": "#2ca02c"}
+FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, **{m.name: m.colour for m in METHODS.values()}}
 SPARE = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#ff7f0e"]
 
 

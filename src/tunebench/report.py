@@ -165,9 +165,7 @@ def _notes(data: dict) -> list[str]:
     for rec in data["records"]:
         if rec["status"] == "FAILED":
             notes.append(f"- {rec['name']} FAILED: {rec.get('error')}")
-        elif rec.get("params") and rec["params"].get("head_params_added"):
-            notes.append(f"- {rec['name']}: the LM head was untied from the input embedding (which stays frozen); "
-                         f"the trained head adds {rec['params']['head_params_added']:,} parameters to the model.")
+        notes += [f"- {rec['name']}: {note}" for note in rec.get("notes", [])]
         if rec.get("train"):
             t = rec["train"]
             notes.append(f"- {rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +51,40 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+@dataclass
+class Record:
+    """One baseline or method of a run, as stored in `records` of results.json (None fields are left out)."""
+
+    name: str
+    """The record's name: the method's, `<method>@seed<N>` for repeats, `lead-<k>` for Lead-k."""
+    kind: str
+    """`method` (trained) or `baseline`."""
+    status: str = "RUNNING"
+    """`SUCCESS`, `FAILED` or `RUNNING`."""
+    method: str | None = None
+    seed: int | None = None
+    settings: dict | None = None
+    """The method's own settings (`method.<name>`)."""
+    params: dict | None = None
+    """total, trainable, trainable_pct and the method's own facts (e.g. head_params_added)."""
+    notes: list[str] = field(default_factory=list)
+    """What the method did that a reader should know (e.g. an untied head), in words."""
+    phases: dict = field(default_factory=dict)
+    """Per phase (setup, train, generation): wall time, RSS, CPU/GPU samples."""
+    train: dict | None = None
+    eval: dict | None = None
+    artifacts: dict | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def failed(cls, name: str, kind: str, exc: BaseException, trace: str) -> Record:
+        return cls(name, kind, "FAILED", error=f"{type(exc).__name__}: {exc}", traceback=trace)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 class ResultsFile:
     """`results.json` of a run: a header plus one record per baseline/method, rewritten after each."""
 
@@ -66,7 +101,8 @@ class ResultsFile:
         results.data = read_results(path.parent)
         return results
 
-    def add(self, record: dict) -> None:
+    def add(self, record: Record | dict) -> None:
+        record = record.as_dict() if isinstance(record, Record) else record
         self.data["records"] = [r for r in self.data["records"] if r["name"] != record["name"]] + [record]
         self.save()
 

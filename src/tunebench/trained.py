@@ -31,7 +31,7 @@ def load_trained(run_dir: Path, name: str, record: str | None = None) -> tuple[C
     cfg = load_config(config_file=str(run_dir / "config.yaml"))
     lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
     method = METHODS.get(name, ZERO_SHOT)
-    tuned = method.apply(lm, cfg, tokenizer)
+    tuned = method.build(lm, cfg, tokenizer)
     if name in METHODS:
         weights = run_dir / (record or name) / "weights.safetensors"
         if not weights.is_file():

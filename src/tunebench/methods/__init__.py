@@ -1,36 +1,87 @@
-"""Fine-tuning methods, registered by name. Each module has `apply(lm, cfg, tokenizer) -> TunedModel`
-(everything frozen except the method's own parameters), `describe(cfg)` and optionally `export`."""
+"""The method registry: a name -> its module, imported only when used. Imports no torch.
+
+A method is one module under `methods/` that owns:
+- `Settings`: a dataclass deriving from `MethodSettings` (field docstrings, its own `check`, its own `lr`);
+  configured as `method.<name>` (dashes become underscores: `method.prompt_tuning.num_virtual_tokens=20`);
+- `apply(lm, settings, tokenizer) -> TunedModel`: freeze the model except what the method trains;
+- optionally `export(tuned, settings, base_model, out_dir)`: write the trained method in a format other tools load.
+
+A module keeps its top level free of torch and PEFT (they are imported inside `apply`/`export`), so reading
+and checking a configuration loads neither. Adding a method = one module, one line below, its preset entries.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import importlib
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
-from tunebench.methods import last_block, lora, prompt_tuning, zero_shot
+
+@dataclass
+class MethodSettings:
+    """What every method's settings have: a learning rate of its own."""
+
+    lr: float | None = None
+    """Learning rate of this method (None: train.lr)."""
+
+    def check(self, key: str) -> None:
+        """Range and choice checks of this method's settings; `key` is `method.<name>` for the messages."""
+
+    def positions_added(self) -> int:
+        """Positions the method puts in front of every prompt (soft tokens, key/value prefixes)."""
+        return 0
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    module: ModuleType
+    module_name: str
+    colour: str
+    """The method's colour in every plot."""
 
     @property
-    def apply(self) -> Callable:
-        return self.module.apply
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"tunebench.methods.{self.module_name}")
 
     @property
-    def describe(self) -> Callable:
-        return self.module.describe
+    def settings_class(self) -> type[MethodSettings]:
+        return self.module.Settings
 
     @property
-    def export(self) -> Callable | None:
+    def key(self) -> str:
+        """Its key under `method.` in the configuration."""
+        return self.name.replace("-", "_")
+
+    def settings(self, cfg: Any) -> MethodSettings:
+        return getattr(cfg.method, self.key)
+
+    def build(self, lm, cfg: Any, tokenizer):
+        """Apply the method, with its settings from `cfg`, to `lm` (changed in place); returns a TunedModel."""
+        settings = self.settings(cfg) if hasattr(cfg.method, self.key) else None
+        return self.module.apply(lm, settings, tokenizer)
+
+    def describe(self, cfg: Any) -> dict:
+        """The method's settings as recorded in results.json."""
+        return dataclasses.asdict(self.settings(cfg)) if hasattr(cfg.method, self.key) else {}
+
+    @property
+    def export(self):
         return getattr(self.module, "export", None)
 
 
-METHODS: dict[str, Method] = {
-    "prompt-tuning": Method("prompt-tuning", prompt_tuning),
-    "lora": Method("lora", lora),
-    "last-block": Method("last-block", last_block),
-}
-ZERO_SHOT = Method("zero-shot", zero_shot)
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("full", "full", "#000000"),
+    Method("lora", "lora", "#d62728"),
+    Method("dora", "dora", "#ff7f0e"),
+    Method("ia3", "ia3", "#8c564b"),
+    Method("prefix-tuning", "prefix_tuning", "#9467bd"),
+    Method("prompt-tuning", "prompt_tuning", "#1f77b4"),
+    Method("bitfit", "bitfit", "#17becf"),
+    Method("last-block", "last_block", "#2ca02c"),
+]}
+ZERO_SHOT = Method("zero-shot", "zero_shot", "#bcbd22")
+"""The untrained base model with the methods' prompt: a baseline, not a method."""
+DEFAULT_METHODS = ["prompt-tuning", "lora", "last-block"]
+"""The original study's three methods."""

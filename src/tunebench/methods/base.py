@@ -1,7 +1,18 @@
-"""What every method produces: a TunedModel, i.e. a causal LM with (optionally) a learned input prefix.
+"""The contract between the methods and everything else: a TunedModel.
 
-The training loop, validation and generation only ever talk to a TunedModel, so no code outside a
-method's own module knows which method is running.
+A method hands back a TunedModel: the causal LM with everything frozen except what the method trains, plus at
+most two things the method may put in front of every prompt. The training loop, validation and generation only
+ever talk to a TunedModel, so no code outside a method's own module knows which method is running.
+
+- `prefix`: a module giving (batch, n, hidden) learned input embeddings, prepended to the token embeddings
+  (prompt tuning); positions count from the first of them.
+- `kv_prefix`: a module giving (batch, n, layers * 2 * kv_width) learned keys and values, in PEFT's prefix-tuning
+  layout; they enter every attention layer as a cache of `n` positions (prefix tuning).
+- `facts`: numbers the method wants in the results (`params` of its record), e.g. parameters it added.
+- `notes`: sentences about what it did for the report, e.g. "this model has no biases: norm weights trained".
+
+Blocks below the first trained one are a frozen trunk; `features.py` finds them (`frozen_depth`) and runs them
+once per example instead of once per step.
 """
 
 from __future__ import annotations
@@ -12,29 +23,33 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from tunebench.errors import TunebenchError
-from tunebench.layers import final_norm, transformer_blocks
+from tunebench import features
 
 
-class _StopForward(Exception):
-    """Raised by a hook to end a forward pass once the frozen blocks' output is in hand."""
+class LearnedRows(nn.Module):
+    """`weight` (n, width): trainable rows, the same for every sequence of a batch."""
 
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
 
-class UnsupportedTrunk(Exception):
-    """The model's blocks return something other than a hidden-states tensor: their output cannot be replayed."""
+    def forward(self, batch_size: int) -> torch.Tensor:
+        return self.weight.unsqueeze(0).expand(batch_size, -1, -1)
 
 
 class TunedModel(nn.Module):
-    """A Hugging Face causal LM plus an optional module that prepends learned input embeddings."""
+    """A Hugging Face causal LM plus what a method puts in front of the prompt (see the module docstring)."""
 
-    def __init__(self, lm: nn.Module, prefix: nn.Module | None = None):
+    def __init__(self, lm: nn.Module, prefix: nn.Module | None = None, kv_prefix: nn.Module | None = None):
         super().__init__()
         self.lm = lm
         self.prefix = prefix
-        self.extra: dict[str, int] = {}  # method facts for the report, e.g. parameters an untied head adds
+        self.kv_prefix = kv_prefix
+        self.facts: dict[str, int | str] = {}
+        self.notes: list[str] = []
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings (with the learned prefix in front, if any) and the matching attention mask."""
+        """Token embeddings (with the learned prompt in front, if any) and the matching attention mask."""
         embeds = self.lm.get_input_embeddings()(input_ids)
         if self.prefix is None:
             return embeds, attention_mask
@@ -42,19 +57,41 @@ class TunedModel(nn.Module):
         ones = attention_mask.new_ones(prefix.shape[:2])
         return torch.cat([prefix, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
 
+    def prefix_cache(self, batch_size: int, dtype: torch.dtype):
+        """The learned keys/values as a cache for `batch_size` sequences (None without a kv prefix)."""
+        if self.kv_prefix is None:
+            return None
+        from transformers import DynamicCache
+
+        rows = self.kv_prefix(batch_size).to(dtype)
+        config = self.lm.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        layers = config.num_hidden_layers
+        # PEFT's layout: (batch, n, 2 * layers, heads, head_dim) -> per layer (batch, heads, n, head_dim)
+        kv = rows.view(batch_size, rows.shape[1], 2 * layers, heads, -1).permute(2, 0, 3, 1, 4)
+        cache = DynamicCache(config=config)
+        for layer in range(layers):
+            cache.update(kv[2 * layer], kv[2 * layer + 1], layer)
+        return cache
+
+    def prefix_length(self) -> int:
+        return 0 if self.kv_prefix is None else self.kv_prefix.weight.shape[0]
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0,
                 trunk_states: torch.Tensor | None = None, select: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for the last `logits_to_keep` positions (0: all). Positions count real tokens only.
 
         `select`: flat indices into the (batch, logits_to_keep) grid of positions; the LM head then runs only there
         and the result is (len(select), vocab) (a row's short summary wastes no head work).
-        `trunk_states`: the output of the first `frozen_depth()` blocks for this batch, computed earlier by
-        `trunk_output`; those blocks are then skipped (their result cannot have changed: nothing in them trains).
+        `trunk_states`: the output of the frozen trunk for this batch (features.py); those blocks are then skipped.
         """
         embeds, mask = self.embed(input_ids, attention_mask)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        with self._replaying(trunk_states), self._selecting(select):
-            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+        cache = self.prefix_cache(input_ids.shape[0], embeds.dtype)
+        if cache is not None:
+            mask = torch.cat([mask.new_ones(mask.shape[0], self.prefix_length()), mask], dim=1)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]  # left padding shifts nothing
+        with features.replaying(self, trunk_states), self._selecting(select):
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, cache=cache,
                           logits_to_keep=int(logits_to_keep), use_cache=False)
         return out.logits
 
@@ -73,92 +110,32 @@ class TunedModel(nn.Module):
             handle.remove()
 
     def frozen_depth(self) -> int:
-        """How many leading blocks compute nothing that trains, with nothing trained before them.
-
-        Their output depends on the input tokens only, so it can be computed once and reused (issue 6). 0 when
-        the input side trains (a learned prefix, the embedding) or the model's blocks cannot be found.
-        """
-        trainable = {id(p) for p in self.parameters() if p.requires_grad}
-        if self.prefix is not None or not trainable or self.lm.get_input_embeddings().weight.requires_grad:
-            return 0
-        try:
-            blocks = transformer_blocks(self.lm)
-        except TunebenchError:
-            return 0
-        depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
-                     len(blocks))
-        known = {id(p) for module in self._upper_part(blocks, 0) for p in module.parameters()}
-        return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
-
-    def _upper_part(self, blocks: nn.ModuleList, depth: int) -> list[nn.Module]:
-        """The blocks from `depth` up, the final norm and the LM head: what may train above a frozen trunk."""
-        return [*blocks[depth:], *(m for m in (final_norm(self.lm), self.lm.get_output_embeddings()) if m is not None)]
+        """How many leading blocks compute nothing that trains, with nothing trained before them (features.py)."""
+        return features.frozen_depth(self)
 
     def train(self, mode: bool = True) -> TunedModel:
-        """Training mode, except that the frozen lower blocks stay deterministic (no dropout where nothing trains),
-        so their output is the same function of the input in every epoch and can be cached."""
+        """Training mode, except that a frozen trunk stays deterministic (no dropout where nothing trains), so its
+        output is the same function of the input in every epoch and can be cached."""
         super().train(mode)
-        depth = self.frozen_depth() if mode else 0
-        if depth:
-            self.lm.eval()
-            for module in self._upper_part(transformer_blocks(self.lm), depth):
-                module.train()
+        if mode:
+            features.keep_trunk_deterministic(self)
         return self
-
-    @torch.no_grad()
-    def trunk_output(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states leaving the frozen blocks (the input of the first trained one); the rest is not run.
-
-        Raises UnsupportedTrunk for models whose blocks return tuples (transformers 5's GPT-2, Llama and most
-        decoder-only models return a tensor): `_replaying` could not stand in for them faithfully.
-        """
-        depth = self.frozen_depth()
-        if not depth:
-            raise ValueError("this model has no frozen lower blocks to compute once")
-        captured: list[torch.Tensor] = []
-
-        def stop(module, args, output):
-            if not torch.is_tensor(output):
-                raise UnsupportedTrunk(f"{type(module).__name__} returns {type(output).__name__}, not a tensor")
-            captured.append(output)
-            raise _StopForward
-
-        handle = transformer_blocks(self.lm)[depth - 1].register_forward_hook(stop)
-        try:
-            self.forward(input_ids, attention_mask, logits_to_keep=1)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        return captured[0]
-
-    @contextmanager
-    def _replaying(self, states: torch.Tensor | None) -> Iterator[None]:
-        """Inside: the frozen blocks pass their input through, and the last one returns `states` instead."""
-        if states is None:
-            yield
-            return
-        frozen = list(transformer_blocks(self.lm)[:self.frozen_depth()])
-
-        def skip(hidden_states, *args, **kwargs):
-            return hidden_states
-
-        def give(hidden_states, *args, **kwargs):
-            return states.to(hidden_states.dtype)
-
-        for block in frozen:
-            block.forward = give if block is frozen[-1] else skip  # an instance attribute shadows the method
-        try:
-            yield
-        finally:
-            for block in frozen:
-                del block.forward
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config) -> torch.Tensor:
         """KV-cached generation from embeddings; returns the new tokens only (no prompt)."""
         embeds, mask = self.embed(input_ids, attention_mask)
-        return self.lm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=generation_config)
+        extra = {}
+        if self.kv_prefix is not None:
+            # generate() takes inputs_embeds as the whole sequence, cached part included: stand-ins for the n cached
+            # positions go in front (generate drops them) and the mask covers them. Beams share one cache row each.
+            rows = input_ids.shape[0] * max(generation_config.num_beams or 1, 1)
+            extra["cache"] = self.prefix_cache(rows, embeds.dtype)
+            n = self.prefix_length()
+            embeds = torch.cat([embeds.new_zeros(embeds.shape[0], n, embeds.shape[2]), embeds], dim=1)
+            mask = torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)
+        return self.lm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=generation_config,
+                                **extra)
 
 
 def freeze(module: nn.Module) -> None:

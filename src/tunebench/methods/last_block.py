@@ -6,16 +6,29 @@ we untie it first so the embedding stays frozen, and report the parameters the n
 
 from __future__ import annotations
 
-from torch import nn
+from dataclasses import dataclass
 
-from tunebench.config import Config
-from tunebench.errors import TunebenchError
-from tunebench.layers import final_norm, transformer_blocks
-from tunebench.methods.base import TunedModel, freeze
+from tunebench.errors import require_at_least
+from tunebench.methods import MethodSettings
 
 
-def untie_head(lm: nn.Module) -> int:
+@dataclass
+class Settings(MethodSettings):
+    num_blocks: int = 1
+    """How many of the top transformer blocks train."""
+    train_final_norm: bool = True
+    """Train the norm after the last block."""
+    train_head: bool = True
+    """Train the LM head; a tied head is untied first so the input embedding stays frozen."""
+
+    def check(self, key: str) -> None:
+        require_at_least(f"{key}.num_blocks", self.num_blocks, 1)
+
+
+def untie_head(lm) -> int:
     """Give the LM head its own copy of the weights; returns the parameters this adds (0 if untied already)."""
+    from torch import nn
+
     head, embedding = lm.get_output_embeddings(), lm.get_input_embeddings()
     if head.weight is not embedding.weight:
         return 0
@@ -24,32 +37,32 @@ def untie_head(lm: nn.Module) -> int:
     return head.weight.numel()
 
 
-def apply(lm: nn.Module, cfg: Config, tokenizer) -> TunedModel:
-    lb = cfg.method.last_block
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.errors import TunebenchError
+    from tunebench.layers import final_norm, transformer_blocks
+    from tunebench.methods.base import TunedModel, freeze
+
     freeze(lm)
     blocks = transformer_blocks(lm)
-    if lb.num_blocks > len(blocks):
-        raise TunebenchError(f"method.last_block.num_blocks={lb.num_blocks} but the model has {len(blocks)} blocks")
-    trained = list(blocks[-lb.num_blocks:])
-    if lb.train_final_norm:
+    if settings.num_blocks > len(blocks):
+        raise TunebenchError(f"method.last_block.num_blocks={settings.num_blocks} but the model has {len(blocks)} "
+                             "blocks; lower it")
+    trained = list(blocks[-settings.num_blocks:])
+    if settings.train_final_norm:
         norm = final_norm(lm)
         if norm is None:
             raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
                                  "set method.last_block.train_final_norm=false")
         trained.append(norm)
-    added = 0
-    if lb.train_head:
-        added = untie_head(lm)
+    added = untie_head(lm) if settings.train_head else 0
+    if settings.train_head:
         trained.append(lm.get_output_embeddings())
     for module in trained:
         for param in module.parameters():
             param.requires_grad_(True)
     tuned = TunedModel(lm)
-    tuned.extra["head_params_added"] = added
+    tuned.facts["head_params_added"] = added
+    if added:
+        tuned.notes.append(f"the LM head was untied from the input embedding (which stays frozen); the trained head "
+                           f"adds {added:,} parameters to the model.")
     return tuned
-
-
-def describe(cfg: Config) -> dict:
-    lb = cfg.method.last_block
-    return {"num_blocks": lb.num_blocks, "train_final_norm": lb.train_final_norm, "train_head": lb.train_head,
-            "head_untied": lb.train_head}

@@ -1,74 +1,63 @@
-"""LoRA (Hu et al. 2021) through PEFT: B = 0 at the start, A normal ("gaussian") or Kaiming.
+"""LoRA (Hu et al. 2021) through PEFT: W + (alpha / r) B A on the target layers, B = 0 at the start.
 
-GPT-2 stores c_attn / c_proj as `Conv1D` with a (fan_in, fan_out) weight; PEFT needs
-`fan_in_fan_out=True` for those, which we set whenever a target is a Conv1D (ANCHORS #5).
+GPT-2 stores c_attn / c_proj as `Conv1D` with a (fan_in, fan_out) weight; PEFT needs `fan_in_fan_out=True`
+for those, which is set whenever the targets are Conv1D (ANCHORS #5). `use_rslora` scales by alpha / sqrt(r)
+(Kalajdzievski 2023). DoRA (dora.py) is this method with a learned magnitude per output.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model_state_dict, inject_adapter_in_model
-from safetensors.torch import save_file
-from torch import nn
-from transformers.pytorch_utils import Conv1D
-
-from tunebench.config import Config
-from tunebench.errors import TunebenchError
-from tunebench.methods.base import TunedModel, freeze
-
-PROJECTIONS = (nn.Linear, Conv1D)
+from tunebench.errors import require_at_least, require_below_one, require_choice, require_nonempty, require_positive
+from tunebench.methods import MethodSettings
 
 
-def target_names(lm: nn.Module, targets: list[str]) -> list[str]:
-    """Resolve `attention` to every projection inside an attention module; other entries are name suffixes."""
-    names = []
-    for name, module in lm.named_modules():
-        if not isinstance(module, PROJECTIONS):
-            continue
-        parent = lm.get_submodule(name.rsplit(".", 1)[0]) if "." in name else lm
-        in_attention = type(parent).__name__.endswith("Attention")
-        if ("attention" in targets and in_attention) or any(name == t or name.endswith("." + t) for t in targets):
-            names.append(name)
-    if not names:
-        raise TunebenchError(f"method.lora.target_modules={targets} matches no Linear/Conv1D layer of this model")
-    return names
+@dataclass
+class Settings(MethodSettings):
+    r: int = 8
+    """Rank of the update B A."""
+    alpha: float = 32.0
+    """Scale of the update: alpha / r (alpha / sqrt(r) with use_rslora)."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input while training."""
+    target_modules: list[str] = field(default_factory=lambda: ["attention"])
+    """`attention` (every projection inside the attention modules), `all-linear` (every Linear/Conv1D but the LM
+    head), or layer names / dotted suffixes (`c_attn`, `q_proj`, `mlp.c_proj`)."""
+    init_a: str = "gaussian"
+    """A's init: `gaussian` (normal, as in the study) or `kaiming` (PEFT's default); B is always 0."""
+    use_rslora: bool = False
+    """Rank-stabilised scaling alpha / sqrt(r)."""
+
+    def check(self, key: str) -> None:
+        require_at_least(f"{key}.r", self.r, 1)
+        require_positive(f"{key}.alpha", self.alpha)
+        require_choice(f"{key}.init_a", self.init_a, ("gaussian", "kaiming"))
+        require_below_one(f"{key}.dropout", self.dropout)
+        require_nonempty(f"{key}.target_modules", self.target_modules)
 
 
-def peft_config(lm: nn.Module, cfg: Config) -> PeftLoraConfig:
-    lo = cfg.method.lora
-    names = target_names(lm, lo.target_modules)
-    conv1d = [isinstance(lm.get_submodule(n), Conv1D) for n in names]
-    if any(conv1d) and not all(conv1d):
-        raise TunebenchError("LoRA targets mix Conv1D and Linear layers; target one kind at a time")
-    return PeftLoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=names,
-                          fan_in_fan_out=all(conv1d), init_lora_weights="gaussian" if lo.init_a == "gaussian" else True,
-                          bias="none")
+def peft_config(lm, settings: Settings, key: str, use_dora: bool = False):
+    """PEFT's LoraConfig for `settings` on `lm` (targets resolved to layer names)."""
+    from peft import LoraConfig
+
+    from tunebench.methods.adapters import fan_in_fan_out, target_names
+
+    names = target_names(lm, settings.target_modules, key)
+    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=names,
+                      fan_in_fan_out=fan_in_fan_out(lm, names, key), use_rslora=settings.use_rslora,
+                      use_dora=use_dora, init_lora_weights="gaussian" if settings.init_a == "gaussian" else True,
+                      bias="none")
 
 
-def apply(lm: nn.Module, cfg: Config, tokenizer) -> TunedModel:
-    freeze(lm)
-    config = peft_config(lm, cfg)
-    inject_adapter_in_model(config, lm)
-    for name, param in lm.named_parameters():
-        param.requires_grad_("lora_" in name)
-    tuned = TunedModel(lm)
-    tuned.adapter_config = config  # kept for export; targets cannot be re-resolved once layers are wrapped
-    return tuned
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.methods.adapters import inject
+
+    return inject(lm, peft_config(lm, settings, "method.lora"))
 
 
-def export(tuned: TunedModel, cfg: Config, out_dir: Path) -> None:
-    """Also write a PEFT adapter (adapter_config.json + adapter_model.safetensors) for PeftModel.from_pretrained."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = tuned.adapter_config
-    config.base_model_name_or_path = cfg.model.name
-    config.save_pretrained(str(out_dir))
-    state = get_peft_model_state_dict(tuned.lm, save_embedding_layers=False)
-    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    save_file(state, str(out_dir / "adapter_model.safetensors"))
+def export(tuned, settings: Settings, base_model: str, out_dir):
+    """A PEFT adapter folder (`PeftModel.from_pretrained(base, out_dir)`)."""
+    from tunebench.methods.adapters import export_adapter
 
-
-def describe(cfg: Config) -> dict:
-    lo = cfg.method.lora
-    return {"r": lo.r, "alpha": lo.alpha, "target_modules": lo.target_modules, "init_a": lo.init_a, "init_b": "zeros"}
+    export_adapter(tuned, base_model, out_dir)

@@ -1,55 +1,56 @@
 """Prompt tuning (Lester et al. 2021): learned soft-token embeddings in front of the input.
 
-Deliberately not PEFT's prompt tuning: PEFT's causal-LM wrapper drops `position_ids` for prompt
-learning ("Position ids are not supported ... Ignoring"), so left-padded batches get shifted positions,
-and its `generate` on left-padded batches was measured to produce garbage (R-1 8.8 vs 24.8 for the
-same prompt prepended by hand). Prepending embeddings ourselves keeps one code path for training and
-batched generation. PEFT also has no U(-a, a) init, which the original study used.
+Deliberately not PEFT's prompt tuning: PEFT's causal-LM wrapper drops `position_ids` for prompt learning
+("Position ids are not supported ... Ignoring"), so left-padded batches get shifted positions, and its `generate`
+on left-padded batches was measured to produce garbage (R-1 8.8 vs 24.8 for the same prompt prepended by hand).
+Prepending embeddings ourselves (TunedModel.prefix) keeps one code path for training and batched generation.
+PEFT also has no U(-a, a) init, which the original study used. The weight has PEFT's shape (n, hidden).
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass
 
-from tunebench.config import Config
-from tunebench.methods.base import TunedModel, freeze
-
-
-class SoftPrompt(nn.Module):
-    """`num_virtual_tokens` trainable vectors of the model's embedding width."""
-
-    def __init__(self, weight: torch.Tensor):
-        super().__init__()
-        self.weight = nn.Parameter(weight)
-
-    def forward(self, batch_size: int) -> torch.Tensor:
-        return self.weight.unsqueeze(0).expand(batch_size, -1, -1)
+from tunebench.errors import require_at_least, require_choice, require_positive
+from tunebench.methods import MethodSettings
 
 
-def initial_prompt(cfg: Config, embedding: torch.Tensor, tokenizer) -> torch.Tensor:
-    """The configured init: U(-init_range, init_range), rows of the vocabulary, or the tokens of a text."""
-    pt = cfg.method.prompt_tuning
-    n, width = pt.num_virtual_tokens, embedding.shape[1]
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    if pt.init == "uniform":
-        return (torch.rand(n, width, generator=generator) * 2 - 1) * pt.init_range
-    if pt.init == "vocab":
-        ids = torch.randint(0, embedding.shape[0], (n,), generator=generator)
-    else:  # text: the init text's tokens, repeated to fill the prompt (as PEFT's TEXT init does)
-        text_ids = tokenizer(pt.init_text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+@dataclass
+class Settings(MethodSettings):
+    num_virtual_tokens: int = 20
+    """Soft tokens in front of every prompt."""
+    init: str = "uniform"
+    """`uniform` (U(-init_range, init_range), as in the study), `vocab` (random rows of the embedding) or `text`
+    (the embeddings of `init_text`, repeated to fill the prompt, as PEFT's TEXT init)."""
+    init_range: float = 0.5
+    init_text: str = "Summarize the following article in one sentence:"
+
+    def check(self, key: str) -> None:
+        require_at_least(f"{key}.num_virtual_tokens", self.num_virtual_tokens, 1)
+        require_choice(f"{key}.init", self.init, ("uniform", "vocab", "text"))
+        require_positive(f"{key}.init_range", self.init_range)
+
+    def positions_added(self) -> int:
+        return self.num_virtual_tokens
+
+
+def initial_prompt(settings: Settings, embedding, tokenizer):
+    """The configured init (torch's global generator, seeded by the caller with train.seed)."""
+    import torch
+
+    n, width = settings.num_virtual_tokens, embedding.shape[1]
+    if settings.init == "uniform":
+        return (torch.rand(n, width) * 2 - 1) * settings.init_range
+    if settings.init == "vocab":
+        ids = torch.randint(0, embedding.shape[0], (n,))
+    else:
+        text_ids = tokenizer(settings.init_text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
         ids = torch.tensor((text_ids * (n // len(text_ids) + 1))[:n])
     return embedding[ids].detach().clone().float()
 
 
-def apply(lm: nn.Module, cfg: Config, tokenizer) -> TunedModel:
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.methods.base import LearnedRows, TunedModel, freeze
+
     freeze(lm)
-    prompt = SoftPrompt(initial_prompt(cfg, lm.get_input_embeddings().weight, tokenizer))
-    return TunedModel(lm, prefix=prompt)
-
-
-def describe(cfg: Config) -> dict:
-    pt = cfg.method.prompt_tuning
-    init = {"uniform": f"U(-{pt.init_range}, {pt.init_range})", "vocab": "sampled vocabulary embeddings",
-            "text": f"embeddings of {pt.init_text!r}"}[pt.init]
-    return {"num_virtual_tokens": pt.num_virtual_tokens, "init": init}
+    return TunedModel(lm, prefix=LearnedRows(initial_prompt(settings, lm.get_input_embeddings().weight, tokenizer)))

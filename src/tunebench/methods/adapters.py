@@ -1,0 +1,69 @@
+"""What the methods that PEFT injects into the model's layers (LoRA, DoRA, IA3) share: which layers they target,
+how GPT-2's Conv1D is handled, the injection itself and the adapter written in PEFT's format.
+
+Imported only from inside those methods' `apply`/`export` (it imports torch and PEFT).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import get_peft_model_state_dict, inject_adapter_in_model
+from safetensors.torch import save_file
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from tunebench.errors import TunebenchError
+from tunebench.methods.base import TunedModel, freeze
+
+PROJECTIONS = (nn.Linear, Conv1D)
+
+
+def target_names(lm: nn.Module, targets: list[str], key: str) -> list[str]:
+    """Resolve the entries of `targets` to layer names.
+
+    `attention`: every projection inside an attention module; `all-linear`: every Linear/Conv1D except the LM head
+    (as PEFT's own `all-linear`); anything else: a layer name or a dotted suffix of one (`c_attn`, `mlp.c_proj`).
+    """
+    head = lm.get_output_embeddings()
+    names = []
+    for name, module in lm.named_modules():
+        if not isinstance(module, PROJECTIONS) or module is head:
+            continue
+        parent = lm.get_submodule(name.rsplit(".", 1)[0]) if "." in name else lm
+        in_attention = type(parent).__name__.endswith("Attention")
+        if ("attention" in targets and in_attention) or "all-linear" in targets or \
+                any(name == t or name.endswith("." + t) for t in targets):
+            names.append(name)
+    if not names:
+        raise TunebenchError(f"{key}.target_modules={targets} matches no Linear/Conv1D layer of "
+                             f"{type(lm).__name__}; name layers such as q_proj or c_attn, or use attention/all-linear")
+    return names
+
+
+def fan_in_fan_out(lm: nn.Module, names: list[str], key: str) -> bool:
+    """True when the targets are GPT-2 Conv1D layers, whose weight is stored (fan_in, fan_out) (ANCHORS #5)."""
+    conv1d = [isinstance(lm.get_submodule(n), Conv1D) for n in names]
+    if any(conv1d) and not all(conv1d):
+        raise TunebenchError(f"{key}.target_modules mix Conv1D and Linear layers; target one kind at a time")
+    return all(conv1d)
+
+
+def inject(lm: nn.Module, peft_config) -> TunedModel:
+    """Freeze the model, add the adapter's layers; only the adapter trains. The config is kept for export."""
+    freeze(lm)
+    inject_adapter_in_model(peft_config, lm)
+    tuned = TunedModel(lm)
+    tuned.adapter_config = peft_config  # targets cannot be re-resolved once layers are wrapped
+    return tuned
+
+
+def export_adapter(tuned: TunedModel, base_model: str, out_dir: Path) -> None:
+    """The adapter in PEFT's files (adapter_config.json + adapter_model.safetensors) for PeftModel.from_pretrained."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = tuned.adapter_config
+    config.base_model_name_or_path = base_model
+    config.save_pretrained(str(out_dir))
+    state = get_peft_model_state_dict(tuned.lm, save_embedding_layers=False)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(state, str(out_dir / "adapter_model.safetensors"))
