@@ -10,6 +10,7 @@ import pytest
 from tunebench.cli import main
 from tunebench.config import DataConfig
 from tunebench.data import load_examples
+from tunebench.methods import METHODS
 from tunebench.report import HEADER, table_rows
 
 
@@ -18,7 +19,7 @@ def test_compare_writes_the_run_folder(smoke_run):
                 "zero-shot/predictions.jsonl", "lora/peft_adapter/adapter_config.json",
                 "lora/peft_adapter/adapter_model.safetensors"]:
         assert (smoke_run / rel).is_file(), rel
-    for method in ("prompt-tuning", "lora", "last-block"):
+    for method in METHODS:
         assert (smoke_run / method / "weights.safetensors").stat().st_size > 0
         lines = (smoke_run / method / "predictions.jsonl").read_text().splitlines()
         assert len(lines) == 4 and set(json.loads(lines[0])) == {"id", "reference", "prediction"}
@@ -27,7 +28,7 @@ def test_compare_writes_the_run_folder(smoke_run):
 def test_results_schema_and_identical_test_articles(smoke_run):
     data = json.loads((smoke_run / "results.json").read_text())
     assert data["schema_version"] == 1
-    assert [r["name"] for r in data["records"]] == ["lead-1", "zero-shot", "prompt-tuning", "lora", "last-block"]
+    assert [r["name"] for r in data["records"]] == ["lead-1", "zero-shot", *METHODS]
     assert all(r["status"] == "SUCCESS" for r in data["records"])
     test_ids = json.loads((smoke_run / "splits.json").read_text())["test"]
     for rec in data["records"]:
@@ -35,7 +36,7 @@ def test_results_schema_and_identical_test_articles(smoke_run):
     trained = [r for r in data["records"] if r["kind"] == "method"]
     for rec in trained:
         assert rec["train"]["best_epoch"] in (1, 2) and rec["train"]["steps"] == 8
-        assert 0 < rec["params"]["trainable"] < rec["params"]["total"]
+        assert 0 < rec["params"]["trainable"] <= rec["params"]["total"]  # full fine-tuning: all of them
     assert data["environment"]["packages"]["torch"]
 
 
@@ -58,20 +59,21 @@ def test_report_table_is_drawn_from_results(smoke_run):
             assert f"- {first} vs {second}: " in report
 
 
-def test_evaluate_and_summarize_reload_the_trained_method(smoke_run, capsys, tmp_path):
+@pytest.mark.parametrize("method", list(METHODS))
+def test_evaluate_and_summarize_reload_the_trained_method(smoke_run, capsys, tmp_path, method):
     before = json.loads((smoke_run / "results.json").read_text())
-    lora = next(r for r in before["records"] if r["name"] == "lora")
-    assert main(["evaluate", str(smoke_run / "lora"), "--quiet"]) == 0
+    record = next(r for r in before["records"] if r["name"] == method)
+    assert main(["evaluate", str(smoke_run / method), "--quiet"]) == 0
     after = json.loads((smoke_run / "results.json").read_text())
-    again = next(r for r in after["records"] if r["name"] == "lora")
-    assert again["eval"]["per_article"] == lora["eval"]["per_article"]  # reloaded weights, same summaries
+    again = next(r for r in after["records"] if r["name"] == method)
+    assert again["eval"]["per_article"] == record["eval"]["per_article"]  # reloaded weights, same summaries
     # summarizing a test article from a file gives the prediction the run recorded for it
-    first = json.loads((smoke_run / "lora" / "predictions.jsonl").read_text().splitlines()[0])
+    first = json.loads((smoke_run / method / "predictions.jsonl").read_text().splitlines()[0])
     examples = {ex.id: ex for ex in load_examples(DataConfig()).splits["all"].examples}
     article = tmp_path / "a.txt"
     article.write_text(examples[first["id"]].article)
     capsys.readouterr()
-    assert main(["summarize", "--from", str(smoke_run / "lora"), str(article)]) == 0
+    assert main(["summarize", "--from", str(smoke_run / method), str(article)]) == 0
     assert capsys.readouterr().out == first["prediction"] + "\n"
 
 

@@ -12,7 +12,7 @@ from tunebench.methods import METHODS
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_shipped_preset_loads(preset):
     cfg = load_config(preset)
-    expected = list(METHODS) if preset == "wide" else ["prompt-tuning", "lora", "last-block"]
+    expected = list(METHODS) if preset in ("wide", "smoke") else ["prompt-tuning", "lora", "last-block"]
     assert cfg.methods == expected
 
 
