@@ -10,7 +10,7 @@ from tunebench.cli import main
 from tunebench.config import EvalConfig, load_config
 from tunebench.data.format import encode_prompt
 from tunebench.generate import cut_text, generate_summaries
-from tunebench.methods import ZERO_SHOT
+from tunebench.methods import METHODS, ZERO_SHOT
 from tunebench.metrics import bootstrap_ci, lead_k, rouge_per_article
 
 
@@ -66,8 +66,11 @@ def test_cut_settings():
     assert cut_text(text, "eos", max_sentences=2) == "First sentence here.\nSecond one!"
 
 
-def test_beam_search_and_no_repeat_run_and_respect_the_limit(tiny_lm, tokenizer, cfg):
-    tuned = ZERO_SHOT.build(tiny_lm, cfg, tokenizer)
+@pytest.mark.parametrize("name", [*METHODS, "zero-shot"])
+def test_beam_search_and_no_repeat_run_and_respect_the_limit(tiny_lm, tokenizer, cfg, name):
+    """For every method (a key/value prefix must be given to each beam): within the limit, no repeated bigram, and
+    a batch decodes as each prompt alone."""
+    tuned = METHODS.get(name, ZERO_SHOT).build(tiny_lm, cfg, tokenizer)
     prompts = [tokenizer(p)["input_ids"] for p in ("One article.\nTL;DR:\n", "A longer article text.\nTL;DR:\n")]
     settings = EvalConfig(max_new_tokens=8, num_beams=3, no_repeat_ngram_size=2, length_penalty=1.2)
     out = generate_summaries(tuned, tokenizer, prompts, 2, settings)
@@ -75,6 +78,8 @@ def test_beam_search_and_no_repeat_run_and_respect_the_limit(tiny_lm, tokenizer,
     for ids in out.tokens:
         bigrams = list(zip(ids, ids[1:], strict=False))
         assert len(bigrams) == len(set(bigrams))
+    alone = [generate_summaries(tuned, tokenizer, [p], 1, settings).tokens[0] for p in prompts]
+    assert out.tokens == alone
 
 
 def test_settings_validation():
@@ -99,3 +104,20 @@ def test_repeats_over_seeds(tmp_path, capsys):
     assert again["eval"]["per_article"] == data["records"][2]["eval"]["per_article"]
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "x", "--seeds", "0,a"]) == 2
     assert "--seeds '0,a'" in capsys.readouterr().err
+
+
+def test_a_method_that_does_not_beat_zero_shot_is_named_with_its_lr():
+    from tunebench.report import below_zero_shot
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 10, 60)
+
+    def record(name, scores, lr=None):
+        rec = {"name": name, "status": "SUCCESS", "kind": "method" if lr else "baseline",
+               "eval": {"per_article": [{"id": str(i), "rouge2": float(v)} for i, v in enumerate(scores)]}}
+        return {**rec, "train": {"lr": lr}} if lr else rec
+
+    data = {"config": {"eval": {"bootstrap_resamples": 1000}},
+            "records": [record("zero-shot", base), record("good", base + 5, 1e-3), record("same", base, 3e-2)]}
+    lines = below_zero_shot(data)
+    assert len(lines) == 1 and lines[0].startswith("same (lr 0.03) did not beat zero-shot on R-2")

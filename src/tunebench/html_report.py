@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from tunebench.cache import atomic_write_text
-from tunebench.report import HEADER, advice, comparisons, table_rows
+from tunebench.report import HEADER, advice, below_zero_shot, comparisons, table_rows
 
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
@@ -24,7 +24,7 @@ def render_html(data: dict, plots: list[Path]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(data))
     verdicts = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in comparisons(data))
-    pick = "".join(f"<p>{html.escape(line)}</p>" for line in advice(data))
+    pick = "".join(f"<p>{html.escape(line)}</p>" for line in advice(data) + below_zero_shot(data))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench comparison</title><style>{STYLE}</style></head>
 <body><h1>tunebench comparison</h1>

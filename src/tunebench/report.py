@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tunebench.cache import atomic_write_text
+from tunebench.methods import ZERO_SHOT
 from tunebench.metrics import ROUGE_KEYS, paired_difference
 from tunebench.published import PUBLISHED, dataset_key
 
@@ -205,6 +206,26 @@ def phase_rows(data: dict) -> list[str]:
             "| record | setup | train | validation | generate | total |", "|---|---|---|---|---|---|", *rows]
 
 
+def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
+    """Methods whose paired test cannot put them above the zero-shot baseline, named with their learning rate."""
+    records = primary_records(data)
+    zero = next((r for r in records if r["name"] == ZERO_SHOT.name), None)
+    if zero is None:
+        return []
+    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
+    lines = []
+    for rec in records:
+        if rec["kind"] != "method" or not rec.get("train"):
+            continue
+        diff = paired_difference([x[key] for x in rec["eval"]["per_article"]],
+                                 [x[key] for x in zero["eval"]["per_article"]], resamples=resamples)
+        if diff["ci95"][0] <= 0:
+            low, high = diff["ci95"]
+            lines.append(f"{rec['name']} (lr {rec['train']['lr']:g}) did not beat zero-shot on {LABELS[key]} at this "
+                         f"budget ({diff['mean']:+.1f} [{low:+.1f}, {high:+.1f}], p = {diff['p_value']:.3f}).")
+    return lines
+
+
 def render_markdown(data: dict) -> str:
     cfg, facts, env = data["config"], data["data"], data["environment"]
     ev = cfg["eval"]
@@ -223,7 +244,7 @@ def render_markdown(data: dict) -> str:
     out += seed_summary(data)
     pick = advice(data)
     if pick:
-        out += ["", "## Which method to pick", "", " ".join(pick)]
+        out += ["", "## Which method to pick", "", " ".join(pick + below_zero_shot(data))]
     lines = comparisons(data)
     if lines:
         out += ["", "## Which differences are significant", "",
