@@ -36,7 +36,8 @@ def real_run(tmp_path_factory):
 def test_real_model_and_data_end_to_end(real_run):
     data = json.loads((real_run / "results.json").read_text())
     records = {r["name"]: r for r in data["records"]}
-    assert list(records) == ["lead-1", "zero-shot", "prompt-tuning", "lora", "last-block"]
+    assert list(records) == ["lead-1", "zero-shot", "zero-shot-chat", "prompt-tuning", "lora", "last-block"]
+    assert records["zero-shot-chat"]["eval"]["prompt"] == "chat template"  # SmolLM2-Instruct has one
     assert all(r["status"] == "SUCCESS" for r in records.values())
     sample = data["data"]["splits"]["all"]
     assert (sample["rows_read"], sample["rows_kept"]) == (1000, 999)  # one row has an empty article or summary
@@ -56,7 +57,7 @@ def test_real_model_and_data_end_to_end(real_run):
 
 def test_no_prediction_contains_its_prompt(real_run):
     articles = {ex.id: ex.article for ex in load_examples(DataConfig()).splits["all"].examples}
-    for method in ("zero-shot", "prompt-tuning", "lora", "last-block"):
+    for method in ("zero-shot", "zero-shot-chat", "prompt-tuning", "lora", "last-block"):
         for line in (real_run / method / "predictions.jsonl").read_text().splitlines():
             row = json.loads(line)
             assert "TL;DR" not in row["prediction"]

@@ -105,19 +105,3 @@ def test_repeats_over_seeds(tmp_path, capsys):
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "x", "--seeds", "0,a"]) == 2
     assert "--seeds '0,a'" in capsys.readouterr().err
 
-
-def test_a_method_that_does_not_beat_zero_shot_is_named_with_its_lr():
-    from tunebench.report import below_zero_shot
-
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0, 10, 60)
-
-    def record(name, scores, lr=None):
-        rec = {"name": name, "status": "SUCCESS", "kind": "method" if lr else "baseline",
-               "eval": {"per_article": [{"id": str(i), "rouge2": float(v)} for i, v in enumerate(scores)]}}
-        return {**rec, "train": {"lr": lr}} if lr else rec
-
-    data = {"config": {"eval": {"bootstrap_resamples": 1000}},
-            "records": [record("zero-shot", base), record("good", base + 5, 1e-3), record("same", base, 3e-2)]}
-    lines = below_zero_shot(data)
-    assert len(lines) == 1 and lines[0].startswith("same (lr 0.03) did not beat zero-shot on R-2")

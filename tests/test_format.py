@@ -51,3 +51,17 @@ def test_labels_only_on_summary_and_eos_when_pad_is_eos(tokenizer):
 def test_empty_article_is_a_clear_error(tokenizer):
     with pytest.raises(TunebenchError, match="article is empty"):
         encode_example(tokenizer, "a", "   ", "sum", SEP, 10, 10)
+
+
+def test_chat_prompt_wraps_the_article_and_cuts_only_the_article(tokenizer):
+    import copy
+
+    from tunebench.data.format import encode_chat_prompt
+
+    chat = copy.deepcopy(tokenizer)
+    chat.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    ids = encode_chat_prompt(chat, "An article about rain.", "Summarize.", 100)
+    assert chat.decode(ids) == "<|user|>Summarize.\n\nAn article about rain.\n<|assistant|>"
+    cut = encode_chat_prompt(chat, "An article about rain.", "Summarize.", 5)
+    assert chat.decode(cut) == "<|user|>Summarize.\n\nAn ar\n<|assistant|>"

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from tunebench.config import PRESETS, load_config
 from tunebench.errors import TunebenchError
+from tunebench.methods import METHODS
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, help="shipped settings: demo (offline CPU, default), "
+    parser.add_argument("--preset", choices=PRESETS, help="shipped settings: demo (offline CPU, "
+                        "default), wide (all eight methods), tuned (learning rates searched, equal token budget), "
                         "seed (the original study), smoke (tiny, for tests)")
     parser.add_argument("--config", help="a YAML file of settings, applied after the preset")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and evaluate one method")
     train.add_argument("--seeds", help="repeat with these train seeds, e.g. 0,1,2")
     train.add_argument("--resume", metavar="RUN", help="continue a killed `tunebench train` run")
-    train.add_argument("--method", help="prompt-tuning, lora or last-block (not needed with --resume)")
+    train.add_argument("--method", help=f"one of {', '.join(METHODS)} (not needed with --resume)")
     _config_args(train)
     evaluate = sub.add_parser("evaluate", help="re-evaluate a trained method: RUN/METHOD")
     evaluate.add_argument("target", help="e.g. runs/demo-20261128-101500/lora")
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_compare(args)
         elif args.command == "train":
             if not args.method and not args.resume:
-                raise TunebenchError("train needs --method (prompt-tuning, lora or last-block) or --resume RUN")
+                raise TunebenchError(f"train needs --method ({', '.join(METHODS)}) or --resume RUN")
             cmd_compare(args, methods=None if args.resume else [args.method])
         elif args.command == "evaluate":
             cmd_evaluate(args)

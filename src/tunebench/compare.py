@@ -17,7 +17,7 @@ from tqdm import tqdm
 from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits
-from tunebench.data.format import Encoded, encode_example
+from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
 from tunebench.errors import TunebenchError
 from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
@@ -92,10 +92,14 @@ def score(bench: Workbench, predictions: list[str], name: str) -> dict:
             "per_article": [{"id": ex.id, **s} for ex, s in zip(bench.splits.test, per_article, strict=True)]}
 
 
-def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict, dict]:
-    """Generate test summaries and score them; also the test loss on the references (no generation)."""
+def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str,
+                   prompts: list[list[int]] | None = None) -> tuple[dict, dict]:
+    """Generate test summaries and score them; also the test loss on the references (no generation).
+
+    `prompts`: other prompts for the test articles than the methods' one (then no test loss is computed)."""
     cfg, rt = bench.cfg, bench.runtime
-    prompts = [ex.prompt_ids for ex in bench.encoded["test"]]
+    own_prompts = prompts is not None
+    prompts = prompts or [ex.prompt_ids for ex in bench.encoded["test"]]
     with PhaseMonitor() as gen_phase:
         bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
                    leave=False)
@@ -104,7 +108,9 @@ def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict
         bar.close()
     result = score(bench, generated.texts, name)
     result["decoding"] = {key: getattr(cfg.eval, key) for key in DECODE_KEYS}
-    if cfg.eval.test_loss:
+    if own_prompts:
+        result["prompt"] = "chat template"
+    elif cfg.eval.test_loss:
         result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
                                             bench.tokenizer.pad_token_id, rt)
         result["test_perplexity"] = math.exp(min(result["test_loss"], 50.0))
@@ -112,6 +118,13 @@ def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str) -> tuple[dict
     result["share_hit_max_new_tokens"] = sum(generated.hit_max) / max(len(prompts), 1)
     result["summaries_per_s"] = len(prompts) / gen_phase.wall_s if gen_phase.wall_s else 0.0
     return result, gen_phase.as_dict()
+
+
+def chat_prompts(bench: Workbench) -> list[list[int]]:
+    """The test articles as the model is meant to be asked: through its chat template, with an instruction."""
+    d = bench.cfg.data
+    return [encode_chat_prompt(bench.tokenizer, ex.article, bench.cfg.eval.chat_instruction, d.max_article_tokens)
+            for ex in bench.splits.test]
 
 
 def run_lead(bench: Workbench) -> dict:
@@ -122,11 +135,11 @@ def run_lead(bench: Workbench) -> dict:
 
 
 def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None = None,
-               name: str | None = None) -> Record:
+               name: str | None = None, prompts: list[list[int]] | None = None) -> Record:
     """Apply a method to a fresh copy of the base model, train it (unless a baseline), evaluate, save.
 
     `seed` overrides train.seed (initialisation and data order) for repeats; `name` names the record and
-    its folder (default: the method's name).
+    its folder (default: the method's name); `prompts` replace the test prompts (the chat-template baseline).
     """
     cfg = bench.cfg
     if seed is not None:
@@ -148,6 +161,13 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
     record.phases["setup"] = setup.as_dict()
     if trained:
         lr = cfg.method_lr(method.name)
+        if cfg.search.enabled:
+            from tunebench.search import search_lr  # imports Optuna: only when a search runs
+
+            with PhaseMonitor() as search_phase:
+                record.search = search_lr(bench, method, cfg, out_dir / "search")
+            record.phases["search"] = search_phase.as_dict()
+            lr = record.search["best_lr"]
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                            out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
@@ -158,9 +178,10 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
             method.export(tuned, method.settings(cfg), cfg.model.name, out_dir / "peft_adapter")
         weights = out_dir / "weights.safetensors"
         record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
-    record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name)
+    record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
     record.status = "SUCCESS"
-    shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)  # done: the best weights are all that is kept
+    for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept
+        shutil.rmtree(out_dir / scratch, ignore_errors=True)
     return record
 
 
@@ -213,6 +234,9 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
         jobs.append((f"lead-{cfg.eval.lead_k}", lambda: run_lead(bench)))
     if "zero-shot" in cfg.eval.baselines:
         jobs.append(("zero-shot", lambda: run_method(bench, ZERO_SHOT, trained=False)))
+    if "zero-shot-chat" in cfg.eval.baselines and getattr(bench.tokenizer, "chat_template", None):
+        jobs.append(("zero-shot-chat", lambda: run_method(bench, ZERO_SHOT, False, name="zero-shot-chat",
+                                                          prompts=chat_prompts(bench))))
     for method in cfg.methods:
         for seed in seeds:
             name = method if len(seeds) == 1 else f"{method}@seed{seed}"

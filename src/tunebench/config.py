@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -14,10 +15,11 @@ from typing import Any
 
 import yaml
 
-from tunebench.errors import TunebenchError, require_choice, require_positive
+from tunebench.errors import TunebenchError, require_at_least, require_choice, require_positive
 from tunebench.methods import DEFAULT_METHODS, METHODS
 
-PRESETS = ("demo", "wide", "seed", "smoke")
+PRESETS = ("demo", "wide", "tuned", "seed", "smoke")
+BASELINES = ("lead", "zero-shot", "zero-shot-chat")
 
 
 @dataclass
@@ -58,9 +60,21 @@ class DataConfig:
     """Text between article and summary; the same prompt is used by zero-shot and every method."""
 
 
+BUDGETS = ("epochs", "steps", "tokens", "seconds")
+
+
 @dataclass
 class TrainConfig:
+    budget: str = "epochs"
+    """What every method gets the same of: `epochs` (train.epochs passes over the data), `steps`
+    (train.max_steps optimizer steps), `tokens` (train.max_tokens training tokens, prompts included) or
+    `seconds` (train.max_seconds of training, validation excluded; the schedule is planned over train.epochs)."""
     epochs: int = 1
+    """Passes over the training data (the budget with budget=epochs; the most there may be with budget=seconds)."""
+    max_tokens: int | None = None
+    """The budget with budget=tokens: training tokens each method sees (the last step may go past it)."""
+    max_seconds: float | None = None
+    """The budget with budget=seconds: wall seconds of training each method gets."""
     batch_size: int = 8
     grad_accum_steps: int = 1
     lr: float = 1e-4
@@ -69,7 +83,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_steps: int | None = None
-    """Stop after this many optimizer steps (None: run all epochs)."""
+    """The budget with budget=steps; with other budgets, a cap on optimizer steps (None: no cap)."""
     seed: int = 0
     precision: str = "auto"
     """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
@@ -104,7 +118,24 @@ class EvalConfig:
     """Also compute the loss and perplexity on the reference summaries of the test set (no generation)."""
     bootstrap_resamples: int = 1000
     """Resamples for the 95% bootstrap intervals and paired tests."""
-    baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot"])
+    baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot", "zero-shot-chat"])
+    """`lead` (Lead-k), `zero-shot` (the base model with the methods' prompt) and `zero-shot-chat` (the base model
+    through its chat template with `chat_instruction`; only for models that have a chat template)."""
+    chat_instruction: str = "Summarize the following article."
+    """The instruction the `zero-shot-chat` baseline puts before the article."""
+
+
+@dataclass
+class SearchConfig:
+    enabled: bool = False
+    """Choose each method's learning rate on validation loss before it trains (search.py); the methods' own `lr`
+    is then ignored and each one's `lr_range` searched."""
+    trials: int = 4
+    """Learning rates tried per method, log-spaced over its `lr_range`."""
+    budget_fraction: float = 0.5
+    """Each trial trains at most this share of the budget's steps (the schedule stays the whole budget's)."""
+    rungs: int = 4
+    """Validation checks per trial; at each, successive halving may stop a trial that trails the others."""
 
 
 def _method_config() -> type:
@@ -124,6 +155,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     method: MethodConfig = field(default_factory=MethodConfig)  # type: ignore[valid-type]
 
     def method_lr(self, method: str) -> float:
@@ -281,14 +313,31 @@ def validate(cfg: Config) -> None:
     for method in METHODS.values():
         settings = method.settings(cfg)
         require_positive(f"method.{method.key}.lr", settings.lr)
+        low_high = settings.lr_range
+        if len(low_high) != 2 or not all(math.isfinite(x) and x > 0 for x in low_high) or low_high[0] > low_high[1]:
+            raise TunebenchError(f"config key 'method.{method.key}.lr_range' must be two numbers 0 < low <= high, "
+                                 f"got {low_high}")
         settings.check(f"method.{method.key}")
+    require_choice("train.budget", cfg.train.budget, BUDGETS)
+    amount = {"steps": "max_steps", "tokens": "max_tokens", "seconds": "max_seconds"}.get(cfg.train.budget)
+    if amount and getattr(cfg.train, amount) is None:
+        raise TunebenchError(f"train.budget={cfg.train.budget} needs train.{amount}; set it, e.g. "
+                             f"--set train.{amount}=1000")
+    require_at_least("train.max_steps", cfg.train.max_steps, 1)
+    require_at_least("train.max_tokens", cfg.train.max_tokens, 1)
+    require_positive("train.max_seconds", cfg.train.max_seconds)
+    require_at_least("search.trials", cfg.search.trials, 1)
+    require_at_least("search.rungs", cfg.search.rungs, 1)
+    if not 0 < cfg.search.budget_fraction <= 1:
+        raise TunebenchError(f"config key 'search.budget_fraction' must be in (0, 1], got {cfg.search.budget_fraction}")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise TunebenchError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got '{cfg.train.device}'")
     for baseline in cfg.eval.baselines:
-        if baseline not in ("lead", "zero-shot"):
-            raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines (choose lead, zero-shot)")
+        if baseline not in BASELINES:
+            raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines"
+                                 f"{_suggest(baseline, list(BASELINES))}")
     if not 0 < cfg.data.fraction <= 1:
         raise TunebenchError(f"config key 'data.fraction' must be in (0, 1], got {cfg.data.fraction}")
 

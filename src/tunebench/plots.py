@@ -13,16 +13,18 @@ import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
-from tunebench.report import peak_rss_mb  # noqa: E402
+from tunebench.verdict import pareto_front as _front  # noqa: E402
+from tunebench.verdict import peak_rss_mb  # noqa: E402
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
-FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, **{m.name: m.colour for m in METHODS.values()}}
+FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",
+         **{m.name: m.colour for m in METHODS.values()}}
 SPARE = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#ff7f0e"]
 
 
 def colour(record: dict) -> str:
     """The same colour for a method in every plot (keyed by method, so its seeds share it)."""
-    key = record.get("method", record["name"])
+    key = record["name"] if record.get("kind") == "baseline" else record.get("method", record["name"])
     key = "lead" if key.startswith("lead") else key
     return FIXED.get(key, SPARE[sum(map(ord, key)) % len(SPARE)])
 
@@ -102,13 +104,8 @@ def rouge_bars(data: dict, path: Path) -> Path:
 
 
 def pareto_front(costs: list[float], quality: list[float]) -> list[int]:
-    """Indices of points no other point beats on both lower cost and higher quality."""
-    front = []
-    for i, (c, q) in enumerate(zip(costs, quality, strict=True)):
-        dominated = any((c2 <= c and q2 >= q) and (c2 < c or q2 > q)
-                        for j, (c2, q2) in enumerate(zip(costs, quality, strict=True)) if j != i)
-        if not dominated:
-            front.append(i)
+    """Indices of points no other point beats on both lower cost and higher quality, by cost."""
+    front = _front({i: (c, -q) for i, (c, q) in enumerate(zip(costs, quality, strict=True))})
     return sorted(front, key=lambda i: costs[i])
 
 
@@ -168,11 +165,36 @@ def lr_schedule(data: dict, path: Path) -> Path:
                             size=(6, 3.5))
 
 
+def lr_search(data: dict, path: Path) -> Path | None:
+    """Validation loss against learning rate, one line per method; a pruned trial at its last reported loss (x).
+    None when no search ran."""
+    searched = [rec for rec in _ok(data) if rec.get("search")]
+    if not searched:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rec in searched:
+        trials = rec["search"]["trials"]
+        done = [t for t in trials if t["state"] == "COMPLETE"]
+        ax.plot([t["lr"] for t in done], [t["val_loss"] for t in done], "o-", color=colour(rec), label=rec["name"])
+        pruned = [t for t in trials if t["state"] == "PRUNED" and t["curve"]]
+        ax.plot([t["lr"] for t in pruned], [list(t["curve"].values())[-1] for t in pruned], "x", color=colour(rec))
+        best = next(t for t in done if t["lr"] == rec["search"]["best_lr"])
+        ax.plot([best["lr"]], [best["val_loss"]], "*", markersize=14, color=colour(rec))
+    ax.set(xscale="log", xlabel="learning rate", ylabel="validation loss (nats / summary token)",
+           title="Learning-rate search (star: chosen; x: stopped early)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
-         "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule}
+         "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
+         "lr_search.png": lr_search}
+OPTIONAL = {"lr_search.png"}
+"""Plots drawn only when the run has what they show."""
 
 
 def draw_all(data: dict, folder: Path) -> list[Path]:
-    """Every plot into `folder`; returns the files written."""
+    """Every plot that has something to show into `folder`; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [draw(data, folder / name) for name, draw in PLOTS.items()]
+    drawn = [draw(data, folder / name) for name, draw in PLOTS.items()]
+    return [path for path in drawn if path is not None]

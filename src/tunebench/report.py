@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 
 from tunebench.cache import atomic_write_text
 from tunebench.methods import ZERO_SHOT
-from tunebench.metrics import ROUGE_KEYS, paired_difference
+from tunebench.metrics import ROUGE_KEYS
 from tunebench.published import PUBLISHED, dataset_key
+from tunebench.verdict import peak_rss_mb, significant
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
-COMPARED_KEYS = ("rouge1", "rouge2", "rougeLsum")
 HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl", "trainable params",
           "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
 
@@ -74,69 +73,52 @@ def seed_summary(data: dict) -> list[str]:
             "| method | seeds | R-1 | R-2 | R-L | R-Lsum |", "|---|---|---|---|---|---|", *lines]
 
 
-def primary_records(data: dict) -> list[dict]:
-    """Baselines and, per method, its first seed's record: the ones compared pairwise."""
-    seen, out = set(), []
-    for rec in data["records"]:
-        key = rec["name"].split("@", 1)[0]  # lora@seed1 -> lora; merged runs keep their run prefix
-        if rec["status"] == "SUCCESS" and key not in seen:
-            seen.add(key)
-            out.append(rec)
-    return out
-
-
-def _difference_words(a: str, b: str, key: str, diff: dict) -> str:
-    low, high = diff["ci95"]
-    if low > 0 or high < 0:
-        winner, loser = (a, b) if diff["mean"] > 0 else (b, a)
-        return (f"{winner} > {loser} on {LABELS[key]} by {abs(diff['mean']):.1f} "
-                f"[{min(abs(low), abs(high)):.1f}, {max(abs(low), abs(high)):.1f}], p = {diff['p_value']:.3f}")
-    return f"no significant difference on {LABELS[key]} ({diff['mean']:+.1f} [{low:+.1f}, {high:+.1f}], " \
-           f"p = {diff['p_value']:.3f})"
+def _difference_words(test: dict) -> str:
+    a, b, key, low, high = test["a"], test["b"], test["metric"], *test["ci95"]
+    if significant(test):
+        winner, loser = (a, b) if test["mean"] > 0 else (b, a)
+        return (f"{winner} > {loser} on {LABELS[key]} by {abs(test['mean']):.1f} "
+                f"[{min(abs(low), abs(high)):.1f}, {max(abs(low), abs(high)):.1f}], p = {test['p_value']:.3f}")
+    return f"no significant difference on {LABELS[key]} ({test['mean']:+.1f} [{low:+.1f}, {high:+.1f}], " \
+           f"p = {test['p_value']:.3f})"
 
 
 def comparisons(data: dict) -> list[str]:
-    """For every pair of primary records: paired-bootstrap differences on the same articles, in words."""
-    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
-    lines = []
-    for first, second in combinations(primary_records(data), 2):
-        if [x["id"] for x in first["eval"]["per_article"]] != [x["id"] for x in second["eval"]["per_article"]]:
-            continue  # merged runs on different articles: no paired comparison
-        parts = []
-        for key in COMPARED_KEYS:
-            diff = paired_difference([x[key] for x in first["eval"]["per_article"]],
-                                     [x[key] for x in second["eval"]["per_article"]], resamples=resamples)
-            parts.append(_difference_words(first["name"], second["name"], key, diff))
-        lines.append(f"- {first['name']} vs {second['name']}: " + "; ".join(parts) + ".")
-    return lines
+    """The stored paired tests, one line per pair of records, in words."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for test in data.get("comparisons", []):
+        pairs.setdefault((test["a"], test["b"]), []).append(_difference_words(test))
+    return [f"- {a} vs {b}: " + "; ".join(parts) + "." for (a, b), parts in pairs.items()]
 
 
-def peak_rss_mb(rec: dict) -> float | None:
-    """The highest RSS over a record's phases (None: no phase measured)."""
-    return max((p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values()), default=None)
-
-
-def advice(data: dict, key: str = "rouge2") -> list[str]:
-    """A short 'which method to pick', from the numbers: best quality, cheapest within its interval, smallest."""
-    methods = [r for r in primary_records(data) if r["kind"] == "method" and r.get("train")]
-    if not methods:
+def advice(data: dict) -> list[str]:
+    """'Which method to pick', drawn from the stored verdict: a winner only where the tests separate it."""
+    v = data.get("verdict") or {}
+    if not v.get("best"):
         return []
-    best = max(methods, key=lambda r: r["eval"]["rouge"][key]["mean"])
-    low, high = best["eval"]["rouge"][key]["ci95"]
-    close = [r for r in methods if r["eval"]["rouge"][key]["mean"] >= low]
-    fastest = min(close, key=lambda r: r["train"]["train_time_s"])
-    leanest = min(close, key=peak_rss_mb)
-    smallest = min(methods, key=lambda r: r["artifacts"]["weights_bytes"])
-    label = LABELS[key]
-    lines = [f"Best quality: {best['name']} ({label} {best['eval']['rouge'][key]['mean']:.1f}, "
-             f"95% CI [{low:.1f}, {high:.1f}])."]
-    others = ", ".join(r["name"] for r in close if r is not best)
-    lines.append(f"Within that interval: {others or 'no other method'}. Cheapest to train among them: "
-                 f"{fastest['name']} ({fastest['train']['train_time_s']:.0f} s); least peak memory: "
-                 f"{leanest['name']} ({peak_rss_mb(leanest):.0f} MB).")
-    lines.append(f"Smallest trained artefact: {smallest['name']} "
-                 f"({smallest['artifacts']['weights_bytes'] / 1024:,.0f} KiB, "
-                 f"{smallest['params']['trainable']:,} trainable parameters).")
+    records = {r["name"]: r for r in data["records"]}
+    metrics = ", ".join(LABELS[k] for k in v["metrics"])
+    if v.get("methods", 2) == 1:
+        lines = [f"Only one method was trained ({v['best'][0]}): compare it with the baselines below."]
+    elif v["tied"]:
+        lines = [f"Tied for best quality: {', '.join(v['best'])} (no paired test on {metrics} separates them, and "
+                 "no other method is significantly better than any of them)."]
+    else:
+        lines = [f"Best quality: {v['best'][0]} (significantly better than every other method on at least one of "
+                 f"{metrics}, and worse on none)."]
+    if len(v["best"]) > 1:
+        cheapest = []
+        for name in v["pareto"]:
+            rec = records[name]
+            cheapest.append(f"{name} ({rec['train']['train_time_s']:.0f} s, {peak_rss_mb(rec):.0f} MB, "
+                            f"{rec['params']['trainable']:,} trained parameters)")
+        lines.append("Among them, none is both faster, leaner and smaller than these (Pareto front on training "
+                     f"time, peak memory, trained parameters): {'; '.join(cheapest)}.")
+    mde = v.get("minimum_detectable_rouge2")
+    if mde is not None:
+        lines.append(f"With {v['n_articles']} test articles the paired test detects a true R-2 difference of about "
+                     f"{mde:.1f} points {100 * v['power']:.0f}% of the time; smaller differences may show as ties "
+                     "(raise data.n_test to see them).")
     return lines
 
 
@@ -191,38 +173,77 @@ def phase_rows(data: dict) -> list[str]:
             continue
         phases, train = rec.get("phases", {}), rec.get("train") or {}
         setup, gen = phases.get("setup", {}).get("wall_s", 0.0), phases.get("generation", {}).get("wall_s", 0.0)
-        fit = phases.get("train", {}).get("wall_s", 0.0)
+        fit, search = phases.get("train", {}).get("wall_s", 0.0), phases.get("search", {}).get("wall_s", 0.0)
         val = train.get("val_time_s", 0.0)
-        rows.append(f"| {rec['name']} | {setup:.1f} | {fit - val:.1f} | {val:.1f} | {gen:.1f} | "
-                    f"{setup + fit + gen:.1f} |")
-        total += setup + fit + gen
+        rows.append(f"| {rec['name']} | {setup:.1f} | {search:.1f} | {fit - val:.1f} | {val:.1f} | {gen:.1f} | "
+                    f"{setup + search + fit + gen:.1f} |")
+        total += setup + search + fit + gen
     if not rows:
         return []
     head = f"Loading and encoding the data and the model took {data['prepare_s']:.1f} s. " if data.get("prepare_s") \
         else ""
     return ["", "## Where the time went", "",
-            f"{head}Wall seconds per phase ('train' without the per-epoch validation; 'generate' includes scoring); "
-            f"all phases together: {total:.0f} s.", "",
-            "| record | setup | train | validation | generate | total |", "|---|---|---|---|---|---|", *rows]
+            f"{head}Wall seconds per phase ('search': the learning-rate trials; 'train' without the per-epoch "
+            f"validation; 'generate' includes scoring); all phases together: {total:.0f} s.", "",
+            "| record | setup | search | train | validation | generate | total |", "|---|---|---|---|---|---|---|",
+            *rows]
+
+
+def budget_rows(data: dict) -> list[str]:
+    """What was equal for every method, and what each one used of it."""
+    trained = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("train")]
+    budgets = {(r["train"].get("budget") or {}).get("kind") for r in trained}
+    if not trained or None in budgets:
+        return []
+    first = trained[0]["train"]["budget"]
+    unit = {"epochs": "epochs", "steps": "optimizer steps", "tokens": "training tokens",
+            "seconds": "seconds of training"}
+    rows = []
+    for rec in trained:
+        t = rec["train"]
+        chosen = " (searched)" if rec.get("search") else ""
+        rows.append(f"| {rec['name']} | {t['lr']:.3g}{chosen} | {t['steps']} | "
+                    f"{t['steps'] / t['budget']['steps_per_epoch']:.2f} | {t['train_tokens']:,} | "
+                    f"{t['train_time_s']:.0f} |")
+    return ["", "## Budget", "", f"Every method had the same {unit.get(first['kind'], first['kind'])}: "
+            f"{first['amount']:,}. What each used:", "",
+            "| method | lr | steps | epochs | training tokens | train s |", "|---|---|---|---|---|---|", *rows]
+
+
+def search_rows(data: dict) -> list[str]:
+    """The learning-rate search per method: validation loss of every trial, the chosen rate, the cost."""
+    searched = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("search")]
+    if not searched:
+        return []
+    rows = []
+    for rec in searched:
+        s = rec["search"]
+        tried = ", ".join(f"{t['lr']:.3g}: {t['val_loss']:.3f}" if t["state"] == "COMPLETE" else
+                          f"{t['lr']:.3g}: {t['state'].lower()}" for t in s["trials"])
+        rows.append(f"| {rec['name']} | {tried} | {s['best_lr']:.3g} | {s['trial_steps']} | {s['seconds']:.0f} |")
+    return ["", "## Learning-rate search", "",
+            "Each trial trained a fresh copy for at most the first 'trial steps' of the budget, with the budget's "
+            "schedule, and was scored on validation loss (never the test set); trials that trailed the others at "
+            "a check were stopped early (successive halving). The chosen rate then trained the whole budget. "
+            "'search s' is not in 'train s'.", "",
+            "| method | learning rate: validation loss | chosen | trial steps | search s |", "|---|---|---|---|---|",
+            *rows]
 
 
 def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
-    """Methods whose paired test cannot put them above the zero-shot baseline, named with their learning rate."""
-    records = primary_records(data)
-    zero = next((r for r in records if r["name"] == ZERO_SHOT.name), None)
-    if zero is None:
-        return []
-    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
+    """Methods the stored paired tests cannot put above the zero-shot baseline, named with their learning rate."""
+    trained = {r["name"]: r for r in data["records"] if r.get("kind") == "method" and r.get("train")}
     lines = []
-    for rec in records:
-        if rec["kind"] != "method" or not rec.get("train"):
+    for test in data.get("comparisons", []):
+        if test["metric"] != key or ZERO_SHOT.name not in (test["a"], test["b"]):
             continue
-        diff = paired_difference([x[key] for x in rec["eval"]["per_article"]],
-                                 [x[key] for x in zero["eval"]["per_article"]], resamples=resamples)
-        if diff["ci95"][0] <= 0:
-            low, high = diff["ci95"]
-            lines.append(f"{rec['name']} (lr {rec['train']['lr']:g}) did not beat zero-shot on {LABELS[key]} at this "
-                         f"budget ({diff['mean']:+.1f} [{low:+.1f}, {high:+.1f}], p = {diff['p_value']:.3f}).")
+        method = test["b"] if test["a"] == ZERO_SHOT.name else test["a"]
+        sign = 1 if test["a"] == method else -1
+        low, high = sorted(sign * x for x in test["ci95"])
+        if method in trained and low <= 0:
+            lines.append(f"{method} (lr {trained[method]['train']['lr']:g}) did not beat zero-shot on {LABELS[key]} "
+                         f"at this budget ({sign * test['mean']:+.1f} [{low:+.1f}, {high:+.1f}], "
+                         f"p = {test['p_value']:.3f}).")
     return lines
 
 
@@ -250,6 +271,8 @@ def render_markdown(data: dict) -> str:
         out += ["", "## Which differences are significant", "",
                 "Paired bootstrap over the same test articles (95% interval of the mean difference, first minus "
                 "second; two-sided p-value); with repeats, each method's first seed.", "", *lines]
+    out += budget_rows(data)
+    out += search_rows(data)
     out += phase_rows(data)
     out += _published(facts)
     out += _notes(data)

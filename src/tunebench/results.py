@@ -13,8 +13,10 @@ from pathlib import Path
 
 from tunebench.cache import atomic_write_json
 from tunebench.errors import TunebenchError
+from tunebench.verdict import add_statistics
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: paired tests (`comparisons`) and the verdict stored beside the records; 1 is read and upgraded."""
 PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers", "datasets",
             "numpy")
 
@@ -71,6 +73,8 @@ class Record:
     """What the method did that a reader should know (e.g. an untied head), in words."""
     phases: dict = field(default_factory=dict)
     """Per phase (setup, train, generation): wall time, RSS, CPU/GPU samples."""
+    search: dict | None = None
+    """The learning-rate search, if one ran: trials (lr, state, validation loss, curve, seconds), best lr, cost."""
     train: dict | None = None
     eval: dict | None = None
     artifacts: dict | None = None
@@ -107,7 +111,7 @@ class ResultsFile:
         self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        atomic_write_json(self.path, add_statistics(self.data))
 
 
 def read_results(run_dir: Path) -> dict:
@@ -119,9 +123,11 @@ def read_results(run_dir: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise TunebenchError(f"{path} is not valid JSON ({exc.msg}); the file is damaged") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
+    if data.get("schema_version") not in (1, SCHEMA_VERSION):
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
-                             f"{SCHEMA_VERSION}")
+                             f"1 and {SCHEMA_VERSION}")
+    if data["schema_version"] == 1:  # version 1 had no stored tests: compute them, as version 2 stores them
+        data = {**add_statistics(data), "schema_version": SCHEMA_VERSION}
     return data
 
 
@@ -131,4 +137,4 @@ def merge_results(runs: list[tuple[str, dict]]) -> dict:
     merged = {**first, "merged_from": [name for name, _ in runs], "records": []}
     for name, data in runs:
         merged["records"] += [{**rec, "name": f"{name}/{rec['name']}"} for rec in data["records"]]
-    return merged
+    return add_statistics(merged)

@@ -49,6 +49,8 @@ class TrainResult:
     """Memory held by AdamW's moment estimates for the trained parameters."""
     frozen_cache: dict = field(default_factory=dict)
     """The frozen-trunk cache, if used: blocks skipped, bytes, where, build time (in train_time_s), reuse."""
+    budget: dict = field(default_factory=dict)
+    """What was equal for every method (kind, amount) and the plan: steps, steps per epoch, epochs."""
 
     @property
     def train_tokens_per_s(self) -> float:
@@ -73,6 +75,43 @@ def per_example_loss(model: TunedModel, batch: dict[str, torch.Tensor]) -> tuple
     losses = F.cross_entropy(logits, batch["target_ids"], reduction="none")
     per_row = losses.new_zeros(batch["input_ids"].shape[0]).index_add_(0, batch["target_row"], losses)
     return per_row, batch["target_count"]
+
+
+@dataclass
+class Probe:
+    """A learning-rate trial: stop after `steps` optimizer steps (the schedule stays the whole budget's, so the
+    trial is the first part of the real run) and report the validation loss every `every` steps before that;
+    `report` may raise to end the trial early (pruning)."""
+
+    steps: int
+    every: int
+    report: Callable[[int, float], None]
+
+
+def plan(train_set: list[Encoded], cfg: TrainConfig) -> dict:
+    """Optimizer steps and epochs the budget gives; the same for every method (data order depends on the seed)."""
+    micro = math.ceil(len(train_set) / cfg.batch_size)
+    per_epoch = math.ceil(micro / cfg.grad_accum_steps)
+    if cfg.budget == "steps":
+        steps = cfg.max_steps
+    elif cfg.budget == "tokens":
+        steps, seen, epoch = 0, 0, 0
+        while seen < cfg.max_tokens:  # walk the seeded batch order until the token budget is spent
+            epoch += 1
+            batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
+            for start in range(0, len(batches), cfg.grad_accum_steps):
+                seen += sum(len(train_set[i]) for b in batches[start:start + cfg.grad_accum_steps] for i in b)
+                steps += 1
+                if seen >= cfg.max_tokens:
+                    break
+    else:  # epochs; seconds: planned over train.epochs, stopped when the time is up
+        steps = per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        steps = min(steps, cfg.max_steps)
+    epochs = cfg.epochs if cfg.budget == "seconds" else math.ceil(steps / per_epoch)
+    amount = {"epochs": cfg.epochs, "steps": cfg.max_steps, "tokens": cfg.max_tokens, "seconds": cfg.max_seconds}
+    return {"kind": cfg.budget, "amount": amount[cfg.budget], "planned_steps": steps, "steps_per_epoch": per_epoch,
+            "epochs": epochs}
 
 
 def batch_order(examples: list[Encoded], batch_size: int, seed: int, shuffle: bool = True) -> list[list[int]]:
@@ -120,21 +159,20 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
 def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
           runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
           on_epoch_end: Callable[[int, TunedModel], None] | None = None, state_dir: Path | None = None,
-          cache_dir: Path | None = None) -> TrainResult:
+          cache_dir: Path | None = None, probe: Probe | None = None) -> TrainResult:
     """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it.
 
     With `state_dir`, the full training state is saved every `cfg.checkpoint_every_steps` optimizer steps and
     at each epoch end, and training continues from it when it exists (a killed run resumes exactly).
     With `cfg.cache_frozen`, frozen lower blocks run once per example (kept in `cache_dir` if given, else memory).
+    `cfg.budget` says when training ends (`plan`); a `probe` ends it earlier, for a learning-rate trial.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel per step instead of ~10 passes over every trained tensor (last-block trains 32M values)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay,
                                   fused=runtime.device.split(":")[0] in ("cpu", "cuda"))
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.grad_accum_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
+    budget = plan(train_set, cfg)
+    steps_per_epoch, total_steps = budget["steps_per_epoch"], budget["planned_steps"]
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
     result, position = TrainResult(), {"epoch": 1, "micro": 0, "best": None}
     if state_dir is not None and has_training_state(state_dir):
@@ -153,6 +191,12 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
         if use_cache else None
     result.val_time_s += time.perf_counter() - tick
     result.frozen_cache = {}  # what this run does, not what a resumed checkpoint's run did
+    result.budget = budget
+    stop_at = min(total_steps, probe.steps) if probe else total_steps
+
+    def finished() -> bool:
+        out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds
+        return result.steps >= stop_at or out_of_time
     if train_states is not None:
         result.frozen_cache = {**train_states.facts, "val_bytes": val_states.facts["bytes"] if val_states else 0}
 
@@ -163,8 +207,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
 
     bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step", disable=not show_progress,
                leave=False)
-    for epoch in range(position["epoch"], cfg.epochs + 1):
-        if result.steps >= total_steps:
+    for epoch in range(position["epoch"], budget["epochs"] + 1):
+        if result.steps and finished():  # at least one step, whatever the clock says
             break
         model.train()
         tick = time.perf_counter()
@@ -194,8 +238,13 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             result.train_time_s, tick = result.train_time_s + now - tick, now
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
-            if result.steps >= total_steps:
+            if finished():
                 break
+            if probe and result.steps % probe.every == 0:
+                val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime, val_states)
+                model.train()
+                tick, result.val_time_s = time.perf_counter(), result.val_time_s + time.perf_counter() - now
+                probe.report(result.steps, val_loss)
             if cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0:
                 save_state(epoch, micro + 1)
                 tick = time.perf_counter()  # checkpoint writing is not training time

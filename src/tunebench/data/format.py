@@ -42,6 +42,23 @@ def encode_prompt(tokenizer, article: str, separator: str, max_article_tokens: i
     return article_ids + tokenizer(separator, add_special_tokens=False)["input_ids"]
 
 
+def encode_chat_prompt(tokenizer, article: str, instruction: str, max_article_tokens: int) -> list[int]:
+    """The article inside the model's chat template, as a user turn after `instruction`, with the assistant's turn
+    opened; the article (only) is cut to the limit."""
+    marker = "\x00ARTICLE\x00"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": f"{instruction}\n\n{marker}"}],
+                                         add_generation_prompt=True, tokenize=False)
+    before, after = text.split(marker)
+    article_ids = tokenizer(article, add_special_tokens=False)["input_ids"] if article.strip() else []
+    if not article_ids:
+        raise TunebenchError("an article is empty; give non-empty text to summarize")
+
+    def ids(part: str) -> list[int]:
+        return tokenizer(part, add_special_tokens=False)["input_ids"]
+
+    return ids(before) + article_ids[:max_article_tokens] + ids(after)
+
+
 def encode_example(tokenizer, ident: str, article: str, summary: str, separator: str,
                    max_article_tokens: int, max_summary_tokens: int) -> Encoded:
     """Encode one pair; the article is truncated to fit, the summary only beyond its own limit."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +25,8 @@ class MethodSettings:
 
     lr: float | None = None
     """Learning rate of this method (None: train.lr)."""
+    lr_range: list[float] = field(default_factory=lambda: [1e-4, 3e-3])
+    """Where the learning-rate search (search.enabled) looks: [low, high], searched on a log scale."""
 
     def check(self, key: str) -> None:
         """Range and choice checks of this method's settings; `key` is `method.<name>` for the messages."""

@@ -6,7 +6,7 @@ well (`norms: auto`), and the record's notes say so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.errors import require_choice
 from tunebench.methods import MethodSettings
@@ -14,6 +14,7 @@ from tunebench.methods import MethodSettings
 
 @dataclass
 class Settings(MethodSettings):
+    lr_range: list[float] = field(default_factory=lambda: [1e-4, 3e-2])
     norms: str = "auto"
     """Also train the weights of the normalisation layers: `auto` (only when the model has no other biases),
     `always` or `never`."""

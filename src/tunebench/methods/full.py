@@ -6,7 +6,7 @@ so optimizer state is twice the model's size; the record reports it (`optimizer_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.methods import MethodSettings
 
@@ -14,6 +14,7 @@ from tunebench.methods import MethodSettings
 @dataclass
 class Settings(MethodSettings):
     """Only a learning rate: full fine-tuning wants a far smaller one than the adapters."""
+    lr_range: list[float] = field(default_factory=lambda: [1e-5, 3e-4])
 
 
 def apply(lm, settings: Settings, tokenizer):

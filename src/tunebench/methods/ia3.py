@@ -15,6 +15,7 @@ from tunebench.methods import MethodSettings
 
 @dataclass
 class Settings(MethodSettings):
+    lr_range: list[float] = field(default_factory=lambda: [1e-3, 1e-1])
     target_modules: list[str] = field(default_factory=lambda: ["auto"])
     """`auto` (PEFT's defaults for the model type), `attention`, `all-linear`, or layer names / dotted suffixes."""
     feedforward_modules: list[str] = field(default_factory=lambda: ["auto"])

@@ -6,7 +6,7 @@ we untie it first so the embedding stays frozen, and report the parameters the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.errors import require_at_least
 from tunebench.methods import MethodSettings
@@ -14,6 +14,7 @@ from tunebench.methods import MethodSettings
 
 @dataclass
 class Settings(MethodSettings):
+    lr_range: list[float] = field(default_factory=lambda: [1e-5, 1e-3])
     num_blocks: int = 1
     """How many of the top transformer blocks train."""
     train_final_norm: bool = True

@@ -12,7 +12,7 @@ PEFT's N(0, 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.errors import require_at_least, require_choice
 from tunebench.methods import MethodSettings
@@ -20,6 +20,7 @@ from tunebench.methods import MethodSettings
 
 @dataclass
 class Settings(MethodSettings):
+    lr_range: list[float] = field(default_factory=lambda: [1e-3, 3e-1])
     num_virtual_tokens: int = 20
     """Prefix positions in every layer."""
     init: str = "text"

@@ -9,7 +9,7 @@ PEFT also has no U(-a, a) init, which the original study used. The weight has PE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.errors import require_at_least, require_choice, require_positive
 from tunebench.methods import MethodSettings
@@ -17,6 +17,7 @@ from tunebench.methods import MethodSettings
 
 @dataclass
 class Settings(MethodSettings):
+    lr_range: list[float] = field(default_factory=lambda: [1e-3, 3e-1])
     num_virtual_tokens: int = 20
     """Soft tokens in front of every prompt."""
     init: str = "uniform"
