@@ -186,7 +186,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
 
 
 FROZEN_CACHE = ".frozen-cache"
-"""Folder of a run holding the frozen blocks' output (last-block tuning), shared by seeds and resumes."""
+"""Folder of a run holding the frozen blocks' output, shared by seeds and resumes."""
 
 
 def check_disk(run_dir: Path, lm, n_runs: int) -> None:

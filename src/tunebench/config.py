@@ -94,8 +94,9 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     """Save the full training state every N optimizer steps (0: at each epoch end only) for --resume."""
     cache_frozen: bool = True
-    """With more than one epoch, compute the output of frozen lower blocks (last-block tuning) once and reuse
-    it every epoch; false recomputes it at every step (same weights within float tolerance, slower)."""
+    """With more than one epoch, compute the output of frozen lower blocks (when only the top of the model
+    trains) once and reuse it every epoch; false recomputes it at every step (same weights within float
+    tolerance, slower)."""
 
 
 @dataclass
@@ -165,7 +166,7 @@ class Config:
 
 
 def method_key(name: str) -> str:
-    """`prompt-tuning` -> `prompt_tuning` (config keys accept either spelling)."""
+    """Dashes become underscores (config keys accept either spelling)."""
     return name.replace("-", "_")
 
 

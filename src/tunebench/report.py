@@ -101,8 +101,8 @@ def advice(data: dict) -> list[str]:
     if v.get("methods", 2) == 1:
         lines = [f"Only one method was trained ({v['best'][0]}): compare it with the baselines below."]
     elif v["tied"]:
-        lines = [f"Tied for best quality: {', '.join(v['best'])} (no paired test on {metrics} separates them, and "
-                 "no other method is significantly better than any of them)."]
+        lines = [f"Tied for best quality: {', '.join(v['best'])} (by the paired tests on {metrics}, each of them "
+                 "is beaten by no other method, or cannot be told apart from one that is)."]
     else:
         lines = [f"Best quality: {v['best'][0]} (significantly better than every other method on at least one of "
                  f"{metrics}, and worse on none)."]

@@ -1,8 +1,8 @@
 """One training loop for every method: AdamW, linear warmup/decay, clipping, accumulation, best checkpoint.
 
 Nothing here knows which method runs: a method only decides which parameters require gradients
-and whether a learned prefix is prepended (see methods/base.py). Where the lower blocks of a model are
-frozen (last-block tuning), their output is computed once and reused every epoch (features.py).
+and what is put in front of the prompt (see methods/base.py). Where the lower blocks of a model are
+frozen, their output is computed once and reused every epoch (features.py).
 """
 
 from __future__ import annotations
