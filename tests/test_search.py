@@ -125,3 +125,20 @@ def test_compare_with_search_records_plots_and_reports_it(tmp_path):
     assert "## Learning-rate search" in report and "Every method had the same training tokens: 4,000." in report
     assert image.imread(run / "plots" / "lr_search.png").std() > 0.01
 
+
+
+def test_a_trial_left_running_by_a_kill_is_run_again(bench, tmp_path):
+    """SIGKILL leaves the trial in flight RUNNING in the journal: the resumed search runs its rate again."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    storage = JournalStorage(JournalFileBackend(str(folder / "search.journal")))
+    study = optuna.create_study(study_name="full", storage=storage, direction="minimize")
+    study.enqueue_trial({"lr": GRID[0]})
+    study.ask().suggest_float("lr", GRID[0], GRID[-1], log=True)  # started, never told: as after a kill
+    found = search_module.search_lr(bench, METHODS["full"], bench.cfg, folder)
+    assert [t["lr"] for t in found["trials"]] == GRID
+    assert all(t["state"] in ("COMPLETE", "PRUNED") for t in found["trials"])
