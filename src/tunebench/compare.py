@@ -168,6 +168,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                 record.search = search_lr(bench, method, cfg, out_dir / "search")
             record.phases["search"] = search_phase.as_dict()
             lr = record.search["best_lr"]
+            seed_everything(cfg.train.seed)  # the trials drew random numbers: train as a run without a search
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                            out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
