@@ -38,12 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue a killed `tunebench train` run")
     train.add_argument("--method", help=f"one of {', '.join(METHODS)} (not needed with --resume)")
     _config_args(train)
-    evaluate = sub.add_parser("evaluate", help="re-evaluate a trained method: RUN/METHOD")
-    evaluate.add_argument("target", help="e.g. runs/demo-20261128-101500/lora")
+    evaluate = sub.add_parser("evaluate", help="score a trained method again: in its run, or on other data (--data) "
+                              "in a new folder")
+    evaluate.add_argument("target", help="RUN/METHOD, e.g. runs/demo-20261128-101500/lora")
+    evaluate.add_argument("--data", metavar="SOURCE", help="score on this data source instead (anything data.source "
+                          "takes: a CSV/JSONL/JSON/Parquet file, a folder, hf:<dataset>, xsum-sample); the baselines "
+                          "are scored too, the run stays untouched")
+    evaluate.add_argument("--n", type=int, help="test articles taken from SOURCE (default: the run's data.n_test)")
+    evaluate.add_argument("--out", help="folder for the new results (default: RUN-METHOD-on-SOURCE next to RUN)")
+    evaluate.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                          help="with --data: data settings for SOURCE, e.g. data.text_column=body")
     evaluate.add_argument("--quiet", action="store_true")
     summarize = sub.add_parser("summarize", help="summarize new text with a trained method")
     summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD")
-    summarize.add_argument("file", help="a text file holding one article, or - for standard input")
+    summarize.add_argument("file", help="a text file holding one article, - for standard input, or a CSV/JSONL/JSON/"
+                           "Parquet file of articles (then one JSON line per article: id, summary)")
+    summarize.add_argument("--column", help="the column holding the articles (default: article, document, text, "
+                           "dialogue or content)")
+    summarize.add_argument("--out", help="write the JSON lines to this file instead of standard output")
+    summarize.add_argument("--quiet", action="store_true", help="no progress bar")
+    export = sub.add_parser("export", help="a trained method as a standalone Hugging Face model folder (adapters "
+                            "merged into the weights), with a model card")
+    export.add_argument("target", help="RUN/METHOD, e.g. runs/demo-20261128-101500/lora")
+    export.add_argument("out", help="a new folder")
     report = sub.add_parser("report", help="rebuild report.md, report.html, plots and TensorBoard logs from "
                             "results.json; several runs are merged into one comparison")
     report.add_argument("runs", nargs="+", help="run folders")
@@ -102,6 +119,21 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.data:
+        from tunebench.evaluate import evaluate_on
+        from tunebench.report import console_summary
+        from tunebench.results import read_results
+
+        if args.n is not None and args.n < 1:
+            raise TunebenchError(f"--n {args.n}: give at least 1 test article")
+        out = evaluate_on(args.target, args.data, args.n, Path(args.out) if args.out else None, args.set,
+                          show_progress=not args.quiet)
+        print(console_summary(read_results(out)))
+        print(f"tunebench: wrote {out}/ (results.json, report.md, report.html, predictions)")
+        return
+    if args.n is not None or args.out or args.set:
+        raise TunebenchError("--n, --out and --set go with --data SOURCE; without it the method is scored again "
+                             "on its run's own test articles")
     from tunebench.compare import evaluate_tuned, prepare
     from tunebench.publish import write_outputs
     from tunebench.results import ResultsFile
@@ -127,23 +159,81 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"{name}: " + ", ".join(f"{k} {v['mean']:.2f}" for k, v in rouge.items()))
 
 
-def cmd_summarize(args: argparse.Namespace) -> None:
-    from tunebench.data.format import encode_prompt
-    from tunebench.generate import generate_summaries
-    from tunebench.trained import load_trained, split_target
+def _articles(args: argparse.Namespace) -> tuple[list[str], list[str], bool]:
+    """(ids, articles, whether the input is a table) from the summarize input, checked before any model loads."""
+    from tunebench.data.readers import FORMATS, UNDECODABLE, read_rows
+    from tunebench.data.sources import ID_COLUMNS, TEXT_COLUMNS
 
-    run_dir, method, name = split_target(args.source)
     if args.file == "-":
         text = sys.stdin.read()
-    else:
-        path = Path(args.file)
-        if not path.is_file():
-            raise TunebenchError(f"input file '{args.file}' does not exist; give a text file or - for stdin")
-        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise TunebenchError("standard input is empty; give the article's text")
+        return ["-"], [text], False
+    path = Path(args.file)
+    if not path.is_file():
+        raise TunebenchError(f"input file '{args.file}' does not exist; give a text file, a CSV/JSONL of articles "
+                             "or - for stdin")
+    if path.suffix.lower() not in FORMATS:  # one article of plain text; a table holds one article per row
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise TunebenchError(f"{path} is not UTF-8 text; give the article as UTF-8 text") from None
+        if not text.strip():
+            raise TunebenchError(f"{path} is empty; give non-empty text to summarize")
+        return [path.name], [text], False
+    rows = read_rows(path)
+    columns = list(dict.fromkeys(key for row in rows[:50] for key in row if key != UNDECODABLE))
+    column = args.column or next((c for c in TEXT_COLUMNS if c in columns), None)
+    if column is None or column not in columns:
+        raise TunebenchError(f"{path} has no column {'`' + args.column + '`' if args.column else 'of articles'} "
+                             f"(its columns: {', '.join(map(str, columns)) or 'none'}); name it with --column")
+    id_column = next((c for c in ID_COLUMNS if c in columns), None)
+    ids, articles = [], []
+    for index, row in enumerate(rows):
+        if UNDECODABLE in row:
+            raise TunebenchError(f"{path} row {index + 1} is not UTF-8; re-save the file as UTF-8")
+        article = row.get(column)
+        if not isinstance(article, str) or not article.strip():
+            raise TunebenchError(f"{path} row {index + 1}: the article (column `{column}`) is empty or not text; "
+                                 "remove the row or fill it")
+        ids.append(str(row.get(id_column)) if id_column and row.get(id_column) not in (None, "") else str(index))
+        articles.append(article)
+    if not articles:
+        raise TunebenchError(f"{path} holds no articles")
+    return ids, articles, True
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from tunebench.trained import load_trained, split_target, summarize_articles
+
+    run_dir, method, name = split_target(args.source)
+    ids, articles, table = _articles(args)
     cfg, tuned, tokenizer = load_trained(run_dir, method, name)
-    prompt = encode_prompt(tokenizer, text, cfg.data.separator, cfg.data.max_article_tokens)
-    out = generate_summaries(tuned, tokenizer, [prompt], 1, cfg.eval)
-    print(out.texts[0])
+    bar = tqdm(total=len(articles), desc=f"{name}: summarize", unit="article", disable=args.quiet or not table)
+    out = summarize_articles(cfg, tuned, tokenizer, articles, progress=bar)
+    bar.close()
+    if not table:
+        text = out.texts[0] + "\n"
+    else:
+        text = "".join(json.dumps({"id": i, "summary": s}, ensure_ascii=False) + "\n"
+                       for i, s in zip(ids, out.texts, strict=True))
+    if args.out:
+        from tunebench.cache import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
+        print(f"tunebench: wrote {len(articles)} summaries to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from tunebench.export import export_model
+
+    out = export_model(args.target, Path(args.out))
+    print(f"tunebench: wrote {out}/ (config, model.safetensors, tokenizer, generation_config.json, README.md); "
+          f"load it with AutoModelForCausalLM.from_pretrained('{out}')")
 
 
 def cmd_data_show(args: argparse.Namespace) -> None:
@@ -191,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_evaluate(args)
         elif args.command == "summarize":
             cmd_summarize(args)
+        elif args.command == "export":
+            cmd_export(args)
         elif args.command == "fetch":
             cmd_fetch(args)
         elif args.command == "report":

@@ -16,14 +16,15 @@ from tqdm import tqdm
 
 from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
-from tunebench.data import Splits, load_examples, select_splits
+from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
 from tunebench.errors import TunebenchError
+from tunebench.export import adapter_card
 from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, lead_k, rouge_per_article
-from tunebench.models import count_parameters, load_model
+from tunebench.models import base_model_path, count_parameters, load_model
 from tunebench.publish import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment
@@ -46,13 +47,15 @@ class Workbench:
 
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
-            model: tuple[object, object] | None = None) -> tuple[Workbench, dict]:
-    """Load data and model (unless given), split and encode; returns the workbench and the data facts."""
+            model: tuple[object, object] | None = None, test_only: bool = False) -> tuple[Workbench, dict]:
+    """Load data and model (unless given), split and encode; returns the workbench and the data facts.
+
+    `test_only`: only test articles are taken from the source (scoring a method trained elsewhere)."""
     runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
     seed_everything(cfg.train.seed)
     d = cfg.data
     loaded = load_examples(d)
-    splits = select_splits(loaded, d)
+    splits = test_split(loaded, d) if test_only else select_splits(loaded, d)
     base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
     check_context(cfg, base_lm, tokenizer)
     base_lm.to(runtime.device)
@@ -175,10 +178,13 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                            state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE)
         record.train = {"lr": lr, **asdict(result), **result.rates()}
         record.phases["train"] = phase.as_dict()
-        if method.export is not None:
-            method.export(tuned, method.settings(cfg), cfg.model.name, out_dir / "peft_adapter")
         weights = out_dir / "weights.safetensors"
         record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
+        if method.export is not None:
+            base = base_model_path(cfg.model.name)
+            note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
+            atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
+            record.artifacts["peft_adapter"] = f"{name}/peft_adapter"
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
     record.status = "SUCCESS"
     for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept
@@ -229,7 +235,20 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
                                                          "environment": environment(bench.runtime.as_dict()),
                                                          "prepare_s": prepare_s})
         results.save()
-    done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
+    jobs = baseline_jobs(bench)
+    for method in cfg.methods:
+        for seed in seeds:
+            name = method if len(seeds) == 1 else f"{method}@seed{seed}"
+            jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
+    run_jobs(jobs, results, run_dir)
+    write_outputs(results.data, run_dir)
+    shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
+    return run_dir / "results.json"
+
+
+def baseline_jobs(bench: Workbench) -> list[tuple[str, object]]:
+    """(record name, job) for each configured baseline: Lead-k, zero-shot, zero-shot through the chat template."""
+    cfg = bench.cfg
     jobs = []
     if "lead" in cfg.eval.baselines:
         jobs.append((f"lead-{cfg.eval.lead_k}", lambda: run_lead(bench)))
@@ -238,10 +257,13 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
     if "zero-shot-chat" in cfg.eval.baselines and getattr(bench.tokenizer, "chat_template", None):
         jobs.append(("zero-shot-chat", lambda: run_method(bench, ZERO_SHOT, False, name="zero-shot-chat",
                                                           prompts=chat_prompts(bench))))
-    for method in cfg.methods:
-        for seed in seeds:
-            name = method if len(seeds) == 1 else f"{method}@seed{seed}"
-            jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
+    return jobs
+
+
+def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path) -> None:
+    """Run each job not finished before, one at a time; each record is saved (and the report redrawn) as it ends.
+    A job that fails is recorded FAILED and the others go on."""
+    done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     for name, job in jobs:
         if name in done:
             print(f"tunebench: {name} finished before, kept", flush=True)
@@ -254,6 +276,3 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
             print(f"tunebench: {name} FAILED: {exc}", flush=True)
         results.add(record)
         write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in
-    write_outputs(results.data, run_dir)
-    shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
-    return run_dir / "results.json"

@@ -135,17 +135,35 @@ def embedded_model_dir(spec: str) -> Path:
                                      if k not in ("quantization_config", "_name_or_path", "_model_name_or_path")})
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
+    _save_atomically(target, plain, tokenizer)
+    return target
+
+
+def base_model_path(spec: str) -> str:
+    """What `from_pretrained` outside tunebench takes for a spec: the Hub id, the local directory (absolute), the
+    embedded model's converted directory, or, for a random test model, a directory it is saved to (once)."""
+    if spec.startswith("random:"):
+        target = cache_dir() / "models" / spec.replace(":", "-")
+        if not (target / "config.json").is_file():
+            model, tokenizer = load_model(spec)
+            _save_atomically(target, model, tokenizer)
+        return str(target.absolute())
+    source, local = _source(spec)
+    return str(Path(source).absolute()) if local else source
+
+
+def _save_atomically(target: Path, model, tokenizer) -> None:
+    """Save a model and its tokenizer to `target` through a temporary folder renamed at the end."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
-        plain.save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -247,6 +247,16 @@ def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
     return lines
 
 
+def _evaluation_line(data: dict) -> list[str]:
+    """For a folder written by `tunebench evaluate --data`: where the method was trained, where it is scored."""
+    origin = data.get("evaluation")
+    if not origin:
+        return []
+    return [f"Scored on other data: `{origin['record']}` was trained in `{origin['run']}` on `{origin['trained_on']}` "
+            f"({origin['trained_pairs']} pairs) and is scored here on `{origin['scored_on']}`; nothing was trained "
+            "for this report.", ""]
+
+
 def render_markdown(data: dict) -> str:
     cfg, facts, env = data["config"], data["data"], data["environment"]
     ev = cfg["eval"]
@@ -256,7 +266,7 @@ def render_markdown(data: dict) -> str:
            f"(train {facts['split_sizes']['train']}, validation {facts['split_sizes']['val']}, "
            f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
            f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
-           _data_line(facts), "",
+           _data_line(facts), "", *_evaluation_line(data),
            f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
            f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
            "'gen tokens' is the mean generated length and the share of summaries that hit the limit.", "",

@@ -8,10 +8,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from tunebench.config import Config, load_config
+from tunebench.data.format import encode_prompt
 from tunebench.errors import TunebenchError
+from tunebench.generate import Generated, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 from tunebench.methods.base import TunedModel, load_trainable_state
 from tunebench.models import load_model
+from tunebench.runtime import resolve_runtime
 
 
 def split_target(target: str) -> tuple[Path, str, str]:
@@ -30,6 +33,11 @@ def load_trained(run_dir: Path, name: str, record: str | None = None) -> tuple[C
     """(config, TunedModel with the saved trained tensors, tokenizer) for a method (record) of a run."""
     cfg = load_config(config_file=str(run_dir / "config.yaml"))
     lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
+    return cfg, attach(run_dir, cfg, name, record, lm, tokenizer), tokenizer
+
+
+def attach(run_dir: Path, cfg: Config, name: str, record: str | None, lm, tokenizer) -> TunedModel:
+    """Apply the method `name` to `lm` (in place) and load the run's trained tensors of `record` into it."""
     method = METHODS.get(name, ZERO_SHOT)
     tuned = method.build(lm, cfg, tokenizer)
     if name in METHODS:
@@ -41,4 +49,14 @@ def load_trained(run_dir: Path, name: str, record: str | None = None) -> tuple[C
             load_trainable_state(tuned, state)
         except (SafetensorError, ValueError, OSError) as exc:
             raise TunebenchError(f"{weights} cannot be loaded into '{name}': {str(exc).splitlines()[0]}") from None
-    return cfg, tuned.eval(), tokenizer
+    return tuned.eval()
+
+
+def summarize_articles(cfg: Config, tuned: TunedModel, tokenizer, articles: list[str], progress=None) -> Generated:
+    """Summaries of `articles` as the run's evaluation writes them: its prompt, decoding, device and precision,
+    batched by `eval.batch_size`."""
+    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
+    prompts = [encode_prompt(tokenizer, text, cfg.data.separator, cfg.data.max_article_tokens) for text in articles]
+    tuned.to(runtime.device)
+    return generate_summaries(tuned, tokenizer, prompts, cfg.eval.batch_size, cfg.eval, runtime.device,
+                              runtime.autocast(), progress)

@@ -62,3 +62,13 @@ def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
         raise TunebenchError(f"data source '{cfg.source}' leaves no training pairs; lower data.n_val or add data")
     test = _shuffled(parts["test"], cfg.seed)[:cfg.n_test]
     return Splits(train=train[:cfg.max_train] if cfg.max_train is not None else train, val=val, test=test)
+
+
+def test_split(loaded: LoadedSource, cfg: DataConfig) -> Splits:
+    """Test articles only, to score an already trained method on other data: the source's test split if it has
+    one, else all its pairs; a seeded shuffle, the first `n_test`."""
+    parts = {name: split.examples for name, split in loaded.splits.items()}
+    pool = parts.get("test") or [ex for part in parts.values() for ex in part]
+    if not pool:
+        raise TunebenchError(f"data source '{cfg.source}' has no usable article/summary pairs")
+    return Splits(train=[], val=[], test=_shuffled(pool, cfg.seed)[:cfg.n_test])

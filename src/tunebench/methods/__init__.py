@@ -4,7 +4,12 @@ A method is one module under `methods/` that owns:
 - `Settings`: a dataclass deriving from `MethodSettings` (field docstrings, its own `check`, its own `lr`);
   configured as `method.<name>` (dashes become underscores: `method.prompt_tuning.num_virtual_tokens=20`);
 - `apply(lm, settings, tokenizer) -> TunedModel`: freeze the model except what the method trains;
-- optionally `export(tuned, settings, base_model, out_dir)`: write the trained method in a format other tools load.
+- optionally `export(tuned, settings, base_model, out_dir)`: write the trained method as a PEFT adapter folder
+  (`base_model`: what `from_pretrained` resolves to the base model); it may return a sentence on how to generate
+  with the adapter in PEFT, for the folder's README;
+- optionally `merge(tuned, settings)`: the trained model as a plain transformers model, for a method that keeps
+  extra layers (a method that only changes the model's own weights needs none; one that puts learned positions in
+  front of the prompt cannot be merged).
 
 A module keeps its top level free of torch and PEFT (they are imported inside `apply`/`export`), so reading
 and checking a configuration loads neither. Adding a method = one module, one line below, its preset entries.
@@ -71,6 +76,14 @@ class Method:
     @property
     def export(self):
         return getattr(self.module, "export", None)
+
+    def merged(self, tuned, cfg: Any):
+        """The trained model as a plain transformers model. A method that puts learned positions in front of the
+        prompt (`positions_added`) cannot be merged into weights: check that first."""
+        if self.settings(cfg).positions_added():
+            raise ValueError(f"{self.name} puts learned positions in front of the prompt; it cannot be merged")
+        merge = getattr(self.module, "merge", None)
+        return merge(tuned, self.settings(cfg)) if merge else tuned.lm
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [

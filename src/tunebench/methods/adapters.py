@@ -1,14 +1,16 @@
 """What the methods that PEFT injects into the model's layers (LoRA, DoRA, IA3) share: which layers they target,
-how GPT-2's Conv1D is handled, the injection itself and the adapter written in PEFT's format.
+how GPT-2's Conv1D is handled, the injection itself, the adapter written in PEFT's format, the merge.
 
 Imported only from inside those methods' `apply`/`export` (it imports torch and PEFT).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from peft import get_peft_model_state_dict, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -58,12 +60,38 @@ def inject(lm: nn.Module, peft_config) -> TunedModel:
     return tuned
 
 
-def export_adapter(tuned: TunedModel, base_model: str, out_dir: Path) -> None:
-    """The adapter in PEFT's files (adapter_config.json + adapter_model.safetensors) for PeftModel.from_pretrained."""
+PEFT_PREFIX = "base_model.model."
+"""What PeftModel puts in front of the base model's layer names in the adapter files it writes and reads."""
+
+
+def save_peft(config, state: dict, base_model: str, out_dir: Path) -> None:
+    """Write `adapter_config.json` + `adapter_model.safetensors` as `PeftModel.save_pretrained` does, for the base
+    model `base_model` (a Hub id or directory `from_pretrained` resolves), for causal language modelling."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = tuned.adapter_config
     config.base_model_name_or_path = base_model
+    config.task_type = "CAUSAL_LM"
+    config.inference_mode = True
     config.save_pretrained(str(out_dir))
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out_dir / "adapter_model.safetensors"),
+              metadata={"format": "pt"})
+
+
+def export_adapter(tuned: TunedModel, base_model: str, out_dir: Path) -> None:
+    """The injected adapter in PEFT's files, loadable by `PeftModel.from_pretrained(base, out_dir)`.
+
+    `get_peft_model_state_dict` gives the layer names of the model it was injected into; PeftModel wraps the base
+    model, so its files name them under `base_model.model.`."""
     state = get_peft_model_state_dict(tuned.lm, save_embedding_layers=False)
-    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    save_file(state, str(out_dir / "adapter_model.safetensors"))
+    save_peft(copy.copy(tuned.adapter_config), {PEFT_PREFIX + k: v for k, v in state.items()}, base_model, out_dir)
+
+
+def merge_adapter(tuned: TunedModel) -> nn.Module:
+    """The model with the adapter merged into its weights by PEFT's own `merge`, its wrapper layers replaced by the
+    merged base layers: a plain transformers model."""
+    lm = tuned.lm
+    for name, module in list(lm.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge(safe_merge=True)
+            parent_name, _, child = name.rpartition(".")
+            setattr(lm.get_submodule(parent_name) if parent_name else lm, child, module.get_base_layer())
+    return lm

@@ -20,3 +20,4 @@ def apply(lm, settings: Settings, tokenizer):
 
 
 export = lora.export
+merge = lora.merge

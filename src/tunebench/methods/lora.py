@@ -61,3 +61,10 @@ def export(tuned, settings: Settings, base_model: str, out_dir):
     from tunebench.methods.adapters import export_adapter
 
     export_adapter(tuned, base_model, out_dir)
+
+
+def merge(tuned, settings: Settings):
+    """The model with the adapter merged into its weights (a plain transformers model)."""
+    from tunebench.methods.adapters import merge_adapter
+
+    return merge_adapter(tuned)

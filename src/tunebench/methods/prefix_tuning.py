@@ -49,18 +49,43 @@ def _text_keys_values(lm, settings: Settings, tokenizer):
     return torch.stack(rows, dim=1).reshape(n, -1).float()
 
 
+def _kv_shape(config) -> tuple[int, int]:
+    """(key/value heads, head width) of a model: PEFT's `num_attention_heads` and `token_dim // heads`."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return heads, head_dim
+
+
 def apply(lm, settings: Settings, tokenizer):
     import torch
 
     from tunebench.methods.base import LearnedRows, TunedModel, freeze
 
     freeze(lm)
-    config = lm.config
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    width = config.num_hidden_layers * 2 * heads * head_dim
+    heads, head_dim = _kv_shape(lm.config)
+    width = lm.config.num_hidden_layers * 2 * heads * head_dim
     if settings.init == "text":
         weight = _text_keys_values(lm, settings, tokenizer)
     else:
         weight = torch.randn(settings.num_virtual_tokens, width)
     return TunedModel(lm, kv_prefix=LearnedRows(weight))
+
+
+def export(tuned, settings: Settings, base_model: str, out_dir):
+    """A PEFT prefix-tuning adapter folder (`PeftModel.from_pretrained(base, out_dir)`), without reparametrisation:
+    the weight is PEFT's `prompt_embeddings` in its layout; `token_dim` and `num_attention_heads` count key/value
+    heads, as PEFT sets them for grouped-query attention."""
+    from peft import PrefixTuningConfig
+
+    from tunebench.methods.adapters import save_peft
+
+    heads, head_dim = _kv_shape(tuned.lm.config)
+    peft_config = PrefixTuningConfig(num_virtual_tokens=settings.num_virtual_tokens, token_dim=heads * head_dim,
+                                     encoder_hidden_size=heads * head_dim, num_transformer_submodules=1,
+                                     num_attention_heads=heads, num_layers=tuned.lm.config.num_hidden_layers,
+                                     prefix_projection=False)
+    save_peft(peft_config, {"prompt_embeddings": tuned.kv_prefix.weight}, base_model, out_dir)
+    return ("With PEFT 0.21.2 and transformers 5.24, PEFT's `generate` writes wrong tokens after the first few "
+            "for prefix tuning, with or without the cache, while the PeftModel's forward is right: decode greedily "
+            "by calling the model on the growing sequence (no `generate`), or use `tunebench summarize` "
+            "(tunebench's tests/test_outside.py checks both).")

@@ -55,3 +55,19 @@ def apply(lm, settings: Settings, tokenizer):
 
     freeze(lm)
     return TunedModel(lm, prefix=LearnedRows(initial_prompt(settings, lm.get_input_embeddings().weight, tokenizer)))
+
+
+def export(tuned, settings: Settings, base_model: str, out_dir):
+    """A PEFT prompt-tuning adapter folder (`PeftModel.from_pretrained(base, out_dir)`): the soft tokens are PEFT's
+    `prompt_embeddings`, the same (n, hidden) tensor; PEFT puts them in front of the input as we do."""
+    from peft import PromptTuningConfig
+
+    from tunebench.methods.adapters import save_peft
+
+    config = tuned.lm.config
+    peft_config = PromptTuningConfig(num_virtual_tokens=settings.num_virtual_tokens, token_dim=config.hidden_size,
+                                     num_transformer_submodules=1, num_attention_heads=config.num_attention_heads,
+                                     num_layers=config.num_hidden_layers)
+    save_peft(peft_config, {"prompt_embeddings": tuned.prefix.weight}, base_model, out_dir)
+    return ("With PEFT 0.21.2 and transformers 5.24, generate with `use_cache=False`: with the cache, PEFT's "
+            "generate writes wrong tokens after the first (tunebench's tests/test_outside.py checks both).")

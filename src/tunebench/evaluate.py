@@ -1,0 +1,66 @@
+"""`tunebench evaluate RUN/METHOD --data SOURCE`: score a trained method, and the baselines for context, on other
+data, in a new folder; the run it was trained in is only read."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from tunebench.cache import atomic_write_json, atomic_write_text
+from tunebench.compare import baseline_jobs, evaluate_tuned, prepare, run_jobs
+from tunebench.config import load_config, to_dict, to_yaml
+from tunebench.errors import TunebenchError
+from tunebench.publish import write_outputs
+from tunebench.results import Record, ResultsFile, environment, read_results
+from tunebench.trained import attach, split_target
+
+RESET_DATA = ["data.text_column=null", "data.summary_column=null", "data.id_column=null", "data.fraction=1.0",
+              "data.strip_bylines=null"]
+"""What of the run's data settings describes its source, not the prompt: back to automatic for the new source."""
+
+
+def default_out(run_dir: Path, record: str, source: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).stem if Path(source).suffix else source).strip("-")
+    return run_dir.parent / f"{run_dir.name}-{record.replace('@', '-')}-on-{slug or 'data'}"
+
+
+def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overrides: list[str],
+                show_progress: bool = True) -> Path:
+    """Score the trained method `target` (RUN/METHOD) on `n` test articles of `source`; returns the new folder."""
+    run_dir, name, record_name = split_target(target)
+    run = read_results(run_dir)
+    trained = next((r for r in run["records"] if r["name"] == record_name and r.get("status") == "SUCCESS"), None)
+    if trained is None:
+        raise TunebenchError(f"{run_dir}/results.json has no finished '{record_name}' to evaluate")
+    out = out or default_out(run_dir, record_name, source)
+    if out.exists():
+        raise TunebenchError(f"{out} already exists; give another folder with --out")
+    settings = [f"data.source={source}", *RESET_DATA, f"methods=[{name}]", *([f"data.n_test={n}"] if n else []),
+                *overrides]
+    cfg = load_config(config_file=str(run_dir / "config.yaml"), overrides=settings)
+    tick = time.perf_counter()
+    bench, facts = prepare(cfg, out, show_progress, test_only=True)  # bad data or model fail before any file
+    out.mkdir(parents=True)
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    atomic_write_json(out / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
+    origin = {"run": str(run_dir), "record": record_name, "trained_on": run["data"]["source"],
+              "trained_pairs": run["data"]["split_sizes"]["train"], "scored_on": source}
+    results = ResultsFile(out / "results.json", {
+        "config": to_dict(cfg), "seeds": [trained.get("seed")], "data": facts, "evaluation": origin,
+        "environment": environment(bench.runtime.as_dict()), "prepare_s": time.perf_counter() - tick})
+    results.save()
+
+    def score_trained() -> Record:  # after the baselines: it changes the shared base model in place
+        tuned = attach(run_dir, cfg, name, record_name, bench.base_lm, bench.tokenizer).to(bench.runtime.device)
+        record = Record(record_name, "method", method=name, seed=trained.get("seed"),
+                        settings=trained.get("settings"), params=trained.get("params"),
+                        notes=[f"trained in {run_dir} on {origin['trained_on']} ({origin['trained_pairs']} pairs); "
+                               "scored here without further training."])
+        record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, record_name)
+        record.status = "SUCCESS"
+        return record
+
+    run_jobs([*baseline_jobs(bench), (record_name, score_trained)], results, out)
+    write_outputs(results.data, out)
+    return out

@@ -1,0 +1,154 @@
+"""Trained methods outside tunebench: PEFT adapters and exported models, loaded by transformers and PEFT alone
+(tests/outside.py, in a fresh process), generate exactly the tokens tunebench generates.
+
+Each architecture gets one run of all eight methods on a tiny random model saved as a local model folder (so the
+adapters' base_model_name_or_path is a real directory), trained hard enough that every method changes what the
+model writes (checked: an adapter that loads as a no-op fails here).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import sharpen
+from safetensors.torch import load_file
+
+from tunebench.cli import main
+from tunebench.config import load_config
+from tunebench.data.sources import load_examples
+from tunebench.methods import METHODS
+from tunebench.models import byte_tokenizer, random_model
+from tunebench.trained import load_trained, summarize_articles
+
+OUTSIDE = Path(__file__).with_name("outside.py")
+PEFT_METHODS = {"lora": "generate", "dora": "generate", "ia3": "generate", "prompt-tuning": "generate_no_cache",
+                "prefix-tuning": "greedy_forward"}
+"""Every method PEFT can express, and how the outside script decodes with it (see outside.py's docstring)."""
+MERGED = ["full", "lora", "dora", "ia3", "bitfit", "last-block"]
+"""Methods `tunebench export` writes as a standalone model."""
+SOFT = ["prompt-tuning", "prefix-tuning"]
+
+
+def run_outside(jobs: list[dict], folder: Path) -> list[dict]:
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    subprocess.run([sys.executable, str(OUTSIDE), str(folder / "jobs.json"), str(folder / "out.json")], check=True,
+                   capture_output=True)
+    return json.loads((folder / "out.json").read_text())
+
+
+@pytest.fixture(scope="module", params=["llama-tiny", "gpt2-tiny"])
+def trip(request, tmp_path_factory):
+    """A run of every method, its exports, tunebench's own tokens and the outside script's, per job name."""
+    root = tmp_path_factory.mktemp(request.param)
+    tokenizer = byte_tokenizer()
+    base = root / "base"
+    sharpen(random_model(request.param, len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(root), "--name", "run", "--quiet", "--set",
+                 f"model.name={base}", "eval.baselines=[]", "train.lr=1e-2"]) == 0
+    run = root / "run"
+    cfg = load_config(config_file=str(run / "config.yaml"))
+    articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-4:]]
+    common = {"articles": articles, "separator": cfg.data.separator,
+              "max_article_tokens": cfg.data.max_article_tokens,
+              "generate": {"max_new_tokens": cfg.eval.max_new_tokens, "num_beams": cfg.eval.num_beams}}
+    ours, jobs, export_codes = {}, {}, {}
+    for name in METHODS:
+        method_cfg, tuned, tok = load_trained(run, name)
+        ours[name] = summarize_articles(method_cfg, tuned, tok, articles).tokens
+        adapter = run / name / "peft_adapter"
+        if adapter.is_dir():
+            jobs[f"{name}/adapter"] = {"kind": "adapter", "path": str(adapter), "decode": PEFT_METHODS.get(name),
+                                       **common}
+            jobs[f"{name}/adapter-generate"] = {"kind": "adapter", "path": str(adapter), "decode": "generate",
+                                                **common}
+        export_codes[name] = main(["export", str(run / name), str(root / "export" / name)])
+        if export_codes[name] == 0:
+            jobs[f"{name}/export"] = {"kind": "model", "path": str(root / "export" / name), **common}
+    jobs["base"] = {"kind": "base", "path": str(base), **common}
+    results = run_outside(list(jobs.values()), root)
+    return {"run": run, "root": root, "ours": ours, "export_codes": export_codes, "modules": results[-1]["modules"],
+            "outside": dict(zip(jobs, results[:-1], strict=True))}
+
+
+def check_same_and_not_base(trip: dict, name: str, job: str) -> None:
+    outside = trip["outside"][job]
+    assert outside["tokens"] == trip["ours"][name], f"{job}: outside tunebench the tokens differ"
+    changed = sum(a != b for a, b in zip(outside["tokens"], trip["outside"]["base"]["tokens"], strict=True))
+    assert changed >= 1, f"{job} writes what the base model writes: the trained method did not load"
+    key_warnings = [w for w in outside["warnings"] if "key" in w.lower() or "missing" in w.lower()]
+    assert not key_warnings, f"{job}: {key_warnings}"
+
+
+def test_every_peft_method_writes_an_adapter(trip):
+    written = {name for name in METHODS if (trip["run"] / name / "peft_adapter" / "adapter_config.json").is_file()}
+    assert written == set(PEFT_METHODS)
+
+
+@pytest.mark.parametrize("name", sorted(PEFT_METHODS))
+def test_adapter_in_peft_alone_generates_what_tunebench_generates(trip, name):
+    check_same_and_not_base(trip, name, f"{name}/adapter")
+    config = json.loads((trip["run"] / name / "peft_adapter" / "adapter_config.json").read_text())
+    assert Path(config["base_model_name_or_path"]).is_absolute()
+    assert config["task_type"] == "CAUSAL_LM"
+    assert trip["outside"][f"{name}/adapter"]["class"] == "PeftModelForCausalLM"
+
+
+@pytest.mark.parametrize("name", sorted(PEFT_METHODS))
+def test_adapter_files_hold_peft_names(trip, name):
+    """The tensors are named as PeftModel.save_pretrained names them (what a missing prefix once broke)."""
+    keys = load_file(str(trip["run"] / name / "peft_adapter" / "adapter_model.safetensors")).keys()
+    assert keys and all(k.startswith("base_model.model.") or k == "prompt_embeddings" for k in keys)
+
+
+@pytest.mark.parametrize("name", MERGED)
+def test_exported_model_generates_what_tunebench_generates(trip, name):
+    assert trip["export_codes"][name] == 0
+    check_same_and_not_base(trip, name, f"{name}/export")
+    assert "Peft" not in trip["outside"][f"{name}/export"]["class"]  # a plain transformers model
+    card = (trip["root"] / "export" / name / "README.md").read_text()
+    results = json.loads((trip["run"] / "results.json").read_text())
+    rouge1 = next(r for r in results["records"] if r["name"] == name)["eval"]["rouge"]["rouge1"]
+    assert f"ROUGE-1 {rouge1['mean']:.2f} [{rouge1['ci95'][0]:.2f}, {rouge1['ci95'][1]:.2f}]" in card
+
+
+def test_soft_prompt_methods_are_pointed_to_their_adapter(trip, capsys):
+    for name in SOFT:
+        assert trip["export_codes"][name] == 2
+        out = trip["root"] / "again"
+        assert main(["export", str(trip["run"] / name), str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "peft_adapter" in err[0] and "cannot be merged" in err[0]
+        assert not out.exists()
+
+
+def test_last_block_export_keeps_its_untied_head(trip):
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(trip["root"] / "export" / "last-block")
+    assert not lm.config.tie_word_embeddings
+    assert not torch.equal(lm.get_output_embeddings().weight, lm.get_input_embeddings().weight)
+
+
+def test_the_outside_process_never_imported_tunebench(trip):
+    assert trip["modules"] == []
+
+
+def test_export_refuses_a_folder_that_holds_files(trip, capsys):
+    target = trip["root"] / "export" / "lora"
+    before = sorted(p.name for p in target.iterdir())
+    assert main(["export", str(trip["run"] / "lora"), str(target)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(p.name for p in target.iterdir()) == before
+
+
+@pytest.mark.xfail(strict=True, reason="PEFT 0.21.2 + transformers 5.24: PEFT's generate with a cache is wrong for "
+                   "prompt learning; when this passes, drop the workarounds in outside.py and the adapters' README")
+@pytest.mark.parametrize("name", SOFT)
+def test_peft_generate_with_cache_for_prompt_learning(trip, name):
+    assert trip["outside"][f"{name}/adapter-generate"]["tokens"] == trip["ours"][name]
