@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import sharpen
 from safetensors.torch import load_file
 
+from conftest import sharpen
 from tunebench.cli import main
 from tunebench.config import load_config
 from tunebench.data.sources import load_examples
@@ -152,3 +152,39 @@ def test_export_refuses_a_folder_that_holds_files(trip, capsys):
 @pytest.mark.parametrize("name", SOFT)
 def test_peft_generate_with_cache_for_prompt_learning(trip, name):
     assert trip["outside"][f"{name}/adapter-generate"]["tokens"] == trip["ours"][name]
+
+
+@pytest.mark.slow
+def test_embedded_model_round_trip(tmp_path):
+    """The real SmolLM2 with its real tokenizer on real XSum articles: every PEFT adapter in PEFT alone, and the
+    exported LoRA and last-block models in transformers alone, write the tokens `tunebench summarize` writes."""
+    methods = [*PEFT_METHODS, "last-block"]
+    assert main(["compare", "--preset", "demo", "--runs-dir", str(tmp_path), "--name", "real", "--quiet", "--set",
+                 f"methods=[{','.join(methods)}]", "eval.baselines=[]", "train.precision=fp32", "train.budget=steps",
+                 "train.max_steps=3", "train.warmup_steps=0", "data.max_train=24", "data.n_val=2", "data.n_test=2",
+                 "eval.max_new_tokens=24", "method.lora.lr=3e-3", "method.dora.lr=3e-3", "method.ia3.lr=3e-2",
+                 "method.prefix_tuning.lr=3e-2", "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0
+    run = tmp_path / "real"
+    cfg = load_config(config_file=str(run / "config.yaml"))
+    articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-3:]]
+    common = {"articles": articles, "separator": cfg.data.separator,
+              "max_article_tokens": cfg.data.max_article_tokens,
+              "generate": {"max_new_tokens": cfg.eval.max_new_tokens, "num_beams": cfg.eval.num_beams}}
+    ours, jobs = {}, {}
+    for name in methods:
+        method_cfg, tuned, tok = load_trained(run, name)
+        ours[name] = summarize_articles(method_cfg, tuned, tok, articles).tokens
+        if name in PEFT_METHODS:
+            jobs[f"{name}/adapter"] = {"kind": "adapter", "path": str(run / name / "peft_adapter"),
+                                       "decode": PEFT_METHODS[name], **common}
+        if name in ("lora", "last-block"):
+            assert main(["export", str(run / name), str(tmp_path / name)]) == 0
+            jobs[f"{name}/export"] = {"kind": "model", "path": str(tmp_path / name), **common}
+    base = json.loads((run / "lora" / "peft_adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    jobs["base"] = {"kind": "base", "path": base, **common}
+    results = run_outside(list(jobs.values()), tmp_path)
+    found = {"ours": ours, "outside": dict(zip(jobs, results[:-1], strict=True)), "modules": results[-1]["modules"]}
+    for job in jobs:
+        if job != "base":
+            check_same_and_not_base(found, job.split("/")[0], job)
+    assert found["modules"] == []

@@ -49,8 +49,14 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, kernel, mode="valid")
 
 
-def loss_curves(data: dict, path: Path) -> Path:
-    """Training loss of every method against training tokens: raw faint, smoothed solid."""
+def _trained(data: dict, key: str) -> bool:
+    return any((rec.get("train") or {}).get(key) for rec in _ok(data))
+
+
+def loss_curves(data: dict, path: Path) -> Path | None:
+    """Training loss of every method against training tokens: raw faint, smoothed solid (None: nothing trained)."""
+    if not _trained(data, "train_loss_per_step"):
+        return None
     fig, ax = plt.subplots(figsize=(7, 4))
     for rec in _ok(data):
         train = rec.get("train")
@@ -68,8 +74,10 @@ def loss_curves(data: dict, path: Path) -> Path:
 
 
 def _per_step_series(data: dict, path: Path, key: str, xlabel: str, ylabel: str, title: str,
-                     marker: str | None = None, size: tuple[float, float] = (6, 4)) -> Path:
-    """One line per method of a list kept in its training record (indexed from 1)."""
+                     marker: str | None = None, size: tuple[float, float] = (6, 4)) -> Path | None:
+    """One line per method of a list kept in its training record (indexed from 1); None when no record has it."""
+    if not _trained(data, key):
+        return None
     fig, ax = plt.subplots(figsize=size)
     for rec in _ok(data):
         values = (rec.get("train") or {}).get(key)
@@ -80,7 +88,7 @@ def _per_step_series(data: dict, path: Path, key: str, xlabel: str, ylabel: str,
     return _save(fig, path)
 
 
-def val_loss(data: dict, path: Path) -> Path:
+def val_loss(data: dict, path: Path) -> Path | None:
     return _per_step_series(data, path, "val_loss_per_epoch", "epoch", "validation loss (nats / summary token)",
                             "Validation loss per epoch", marker="o")
 
@@ -160,7 +168,7 @@ def resource_timelines(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def lr_schedule(data: dict, path: Path) -> Path:
+def lr_schedule(data: dict, path: Path) -> Path | None:
     return _per_step_series(data, path, "lr_per_step", "optimizer step", "learning rate", "Learning-rate schedule",
                             size=(6, 3.5))
 
@@ -190,7 +198,8 @@ PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": 
          "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
          "lr_search.png": lr_search}
 OPTIONAL = {"lr_search.png"}
-"""Plots drawn only when the run has what they show."""
+"""Plots drawn only when the run has what they show, beyond training records (which a folder written by
+`evaluate --data` lacks: then no training plot is drawn)."""
 
 
 def draw_all(data: dict, folder: Path) -> list[Path]:
