@@ -42,4 +42,8 @@ def test_aggregate_and_paired_difference():
     assert agg["rouge1"]["mean"] == 25.0 and agg["rouge1"]["ci95"][0] < 25 < agg["rouge1"]["ci95"][1]
     better = paired_difference([11.0, 21.0, 31.0, 41.0], [10.0, 20.0, 30.0, 40.0])
     assert better["mean"] == pytest.approx(1.0) and better["ci95"] == [pytest.approx(1.0)] * 2
-    assert better["p_value"] <= 0.001
+    assert better["p_value"] == pytest.approx(2 / 16)  # exact: 2 of the 16 sign patterns are as extreme
+    twelve = paired_difference([v + 1.0 for v in range(12)], [float(v) for v in range(12)])
+    assert twelve["p_value"] == pytest.approx(2 / 2**12)
+    many = paired_difference([v + 1.0 for v in range(100)], [float(v) for v in range(100)], resamples=999)
+    assert many["p_value"] == pytest.approx(1 / 1000)  # Monte Carlo: (0 + 1) / (999 + 1)

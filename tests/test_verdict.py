@@ -90,3 +90,15 @@ def test_pareto_front_minimises_every_axis():
 def test_one_method_is_not_called_a_winner(base):
     data = _data(_record("zero-shot", base, kind="baseline"), _record("m", base + 4))
     assert advice(data) == ["Only one method was trained (m): compare it with the baselines below."]
+
+
+def test_two_articles_never_separate_methods():
+    """Both articles favour a, so every bootstrap resample does too: the permutation test still says p = 0.5."""
+    from tunebench.metrics import paired_difference
+    from tunebench.verdict import significant
+
+    test = paired_difference([30.0, 40.0], [10.0, 20.0])
+    assert test["ci95"][0] > 0  # the bootstrap alone would call it
+    assert test["p_value"] == 0.5 and not significant(test)
+    many = paired_difference([30.0 + i % 3 for i in range(40)], [10.0 + i % 5 for i in range(40)])
+    assert many["p_value"] < 0.01 and significant(many)

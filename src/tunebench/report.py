@@ -279,8 +279,10 @@ def render_markdown(data: dict) -> str:
     lines = comparisons(data)
     if lines:
         out += ["", "## Which differences are significant", "",
-                "Paired bootstrap over the same test articles (95% interval of the mean difference, first minus "
-                "second; two-sided p-value); with repeats, each method's first seed.", "", *lines]
+                "Paired over the same test articles: 95% bootstrap interval of the mean difference (first minus "
+                "second) and the two-sided p-value of a paired sign-flip permutation test; a difference counts "
+                "as significant when the interval excludes 0 and p < 0.05. With repeats, each method's first seed.",
+                "", *lines]
     out += budget_rows(data)
     out += search_rows(data)
     out += phase_rows(data)

@@ -1,7 +1,7 @@
 """Which method to pick, from the paired tests: ties are named as ties, then the cheapest of the best.
 
 Every pair of records scored on the same articles is compared on R-1, R-2 and R-Lsum with a paired bootstrap
-(`metrics.paired_difference`); the tests are stored in results.json (`comparisons`), and the verdict drawn
+interval and a paired permutation test (`metrics.paired_difference`); the tests are stored in results.json (`comparisons`), and the verdict drawn
 from them (`verdict`), so the report only prints them.
 """
 
@@ -53,8 +53,10 @@ def paired_tests(data: dict, seed: int = 0) -> list[dict]:
 
 
 def significant(test: dict) -> bool:
+    """The bootstrap interval excludes 0 and the permutation test's p-value is below ALPHA (files written before
+    the permutation test stored a bootstrap p-value, which agrees with their interval)."""
     low, high = test["ci95"]
-    return low > 0 or high < 0
+    return (low > 0 or high < 0) and test["p_value"] < ALPHA
 
 
 def _separated(tests: list[dict], x: str, y: str) -> bool:
