@@ -12,6 +12,7 @@ from tunebench.config import DataConfig
 from tunebench.data import load_examples
 from tunebench.methods import METHODS
 from tunebench.report import HEADER, advice, table_rows
+from tunebench.results import SCHEMA_VERSION
 
 
 def test_compare_writes_the_run_folder(smoke_run):
@@ -27,7 +28,7 @@ def test_compare_writes_the_run_folder(smoke_run):
 
 def test_results_schema_and_identical_test_articles(smoke_run):
     data = json.loads((smoke_run / "results.json").read_text())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
     assert [r["name"] for r in data["records"]] == ["lead-1", "zero-shot", *METHODS]
     assert all(r["status"] == "SUCCESS" for r in data["records"])
     test_ids = json.loads((smoke_run / "splits.json").read_text())["test"]

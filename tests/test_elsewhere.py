@@ -90,3 +90,13 @@ def test_evaluate_on_other_data_writes_a_new_folder_and_leaves_the_run_alone(smo
     # a second evaluation into the same folder is refused; --n without --data is refused
     assert main(["evaluate", str(smoke_run / "lora"), "--data", str(other), "--out", str(out), "--quiet"]) == 2
     assert main(["evaluate", str(smoke_run / "lora"), "--n", "3"]) == 2
+
+
+def test_evaluate_on_the_runs_own_source_leaves_out_what_it_trained_on(smoke_run, tmp_path):
+    out = tmp_path / "more"
+    assert main(["evaluate", str(smoke_run / "lora"), "--data", "xsum-sample", "--n", "30", "--out", str(out),
+                 "--quiet"]) == 0
+    used = json.loads((smoke_run / "splits.json").read_text())
+    scored = json.loads((out / "splits.json").read_text())["test"]
+    assert len(scored) == 30 and not set(scored) & (set(used["train"]) | set(used["val"]))
+    assert "leaving out the 20 pairs that run trained or validated on" in (out / "report.md").read_text()

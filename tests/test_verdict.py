@@ -102,3 +102,18 @@ def test_two_articles_never_separate_methods():
     assert test["p_value"] == 0.5 and not significant(test)
     many = paired_difference([30.0 + i % 3 for i in range(40)], [10.0 + i % 5 for i in range(40)])
     assert many["p_value"] < 0.01 and significant(many)
+
+
+def test_older_results_files_get_their_tests_recomputed(smoke_run, tmp_path):
+    """A version 2 file stored bootstrap-only tests: reading it recomputes them from the per-article scores."""
+    import json
+
+    from tunebench.results import SCHEMA_VERSION, read_results
+
+    data = json.loads((smoke_run / "results.json").read_text())
+    old = [{k: v for k, v in t.items() if k != "p_test"} | {"p_value": 0.0} for t in data["comparisons"]]
+    (tmp_path / "results.json").write_text(json.dumps({**data, "schema_version": 2, "comparisons": old}))
+    upgraded = read_results(tmp_path)
+    assert upgraded["schema_version"] == SCHEMA_VERSION
+    assert upgraded["comparisons"] == data["comparisons"]
+    assert all(t["p_test"] == "paired sign-flip permutation" for t in upgraded["comparisons"])

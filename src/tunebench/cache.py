@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+
+def is_writer() -> bool:
+    """Whether this process writes files: the only process, or rank 0 of a torchrun job (distributed.py).
+    Reads torch's state only if torch is already imported, so this module stays torch-free."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return True
+    return torch.distributed.get_rank() == 0
 
 
 def cache_dir() -> Path:
@@ -17,7 +27,10 @@ def cache_dir() -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + fsync + rename: readers never see half a file."""
+    """Write via a temp file in the same folder + fsync + rename: readers never see half a file.
+    Only the writer process writes (see is_writer)."""
+    if not is_writer():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

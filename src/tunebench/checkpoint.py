@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tunebench import distributed
 from tunebench.cache import atomic_write_text
 from tunebench.errors import TunebenchError
 from tunebench.methods.base import load_trainable_state, trainable_state
@@ -44,15 +45,22 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 
 def save_training_state(folder: Path, model, optimizer, scheduler, position: dict, result) -> None:
     """Trainable weights, AdamW moments, scheduler, RNG states, loader position and the result so far."""
+    # every rank's random state (rank 0's under the plain names, which a single process reads): a collective,
+    # so every rank calls this; only the writer then writes
+    ranks = distributed.gather_objects(_rng_state())
+    if not distributed.is_writer():
+        return
     tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for name, value in state.items():
             tensors[f"opt.{index}.{name}"] = value.detach().cpu().contiguous()
-    rng_tensors, rng_meta = _rng_state()
+    rng_tensors, rng_meta = ranks[0]
     tensors.update(rng_tensors)
+    for number, (other_tensors, _) in enumerate(ranks[1:], start=1):
+        tensors.update({f"rank{number}.{k}": v for k, v in other_tensors.items()})
     meta = {"position": position, "result": asdict(result), "param_groups": opt["param_groups"],
-            "scheduler": scheduler.state_dict(), "rng": rng_meta}
+            "scheduler": scheduler.state_dict(), "rng": rng_meta, "rng_ranks": [m for _, m in ranks[1:]]}
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -82,7 +90,12 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
             opt_state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
-    _set_rng_state(tensors, meta["rng"])
+    number = distributed.rank()
+    if number and f"rank{number}.rng.torch" in tensors:  # this rank's own state (else: the same world, rank 0's)
+        own = {k[len(f"rank{number}."):]: v for k, v in tensors.items() if k.startswith(f"rank{number}.")}
+        _set_rng_state(own, meta["rng_ranks"][number - 1])
+    else:
+        _set_rng_state(tensors, meta["rng"])
     return meta["position"], meta["result"]
 
 

@@ -94,6 +94,7 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
+    from tunebench import distributed
     from tunebench.compare import run_compare
     from tunebench.report import console_summary
     from tunebench.results import read_results
@@ -105,17 +106,21 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
                                  "run folder written by `tunebench compare`")
         cfg = load_config(config_file=str(run_dir / "config.yaml"))
         run_compare(cfg, run_dir, show_progress=not args.quiet, resume=True)
-        print(console_summary(read_results(run_dir)))
+        if distributed.is_writer():
+            print(console_summary(read_results(run_dir)))
         return
     preset = args.preset or ("demo" if not args.config else None)
     overrides = list(args.set)
     if methods is not None:
         overrides += [f"methods=[{','.join(methods)}]", "eval.baselines=[]"]
     cfg = load_config(preset, args.config, overrides)
-    run_dir = _run_dir(args, preset or "custom")
+    distributed.setup(cfg.train.dist_timeout_s)
+    run_dir = distributed.from_writer(_run_dir(args, preset or "custom"))  # one folder, named by rank 0's clock
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
-    print(console_summary(read_results(run_dir)))
-    print(f"tunebench: wrote {run_dir}/ (results.json, report.md, report.html, plots/, tb/, predictions, weights)")
+    if distributed.is_writer():
+        print(console_summary(read_results(run_dir)))
+        print(f"tunebench: wrote {run_dir}/ (results.json, report.md, report.html, plots/, tb/, predictions, "
+              "weights)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -296,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         print("tunebench: interrupted; finished records are in the run's results.json; continue with "
               "`tunebench compare --resume RUN`", file=sys.stderr)
         return 130
+    finally:
+        if "torch" in sys.modules:  # a torchrun job leaves its process group (no-op otherwise)
+            from tunebench import distributed
+
+            distributed.teardown()
     return 0
 
 

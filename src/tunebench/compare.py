@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from tunebench import distributed
 from tunebench.cache import atomic_write_json, atomic_write_text
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits, test_split
@@ -47,16 +48,19 @@ class Workbench:
 
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
-            model: tuple[object, object] | None = None, test_only: bool = False) -> tuple[Workbench, dict]:
+            model: tuple[object, object] | None = None, test_only: bool = False,
+            exclude: set[str] | None = None) -> tuple[Workbench, dict]:
     """Load data and model (unless given), split and encode; returns the workbench and the data facts.
 
-    `test_only`: only test articles are taken from the source (scoring a method trained elsewhere)."""
+    `test_only`: only test articles are taken from the source (scoring a method trained elsewhere), none of
+    whose ids are in `exclude`."""
     runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
     seed_everything(cfg.train.seed)
     d = cfg.data
-    loaded = load_examples(d)
-    splits = test_split(loaded, d) if test_only else select_splits(loaded, d)
-    base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+    with distributed.writer_first():  # under torchrun, one process fetches the data and converts the model
+        loaded = load_examples(d)
+        base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+    splits = test_split(loaded, d, exclude) if test_only else select_splits(loaded, d)
     check_context(cfg, base_lm, tokenizer)
     base_lm.to(runtime.device)
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
@@ -65,7 +69,8 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json"}
-    return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime, show_progress), data_facts
+    return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime,
+                     show_progress and distributed.is_writer()), data_facts
 
 
 def check_context(cfg: Config, lm, tokenizer) -> None:
@@ -180,7 +185,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         record.phases["train"] = phase.as_dict()
         weights = out_dir / "weights.safetensors"
         record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
-        if method.export is not None:
+        if method.export is not None and distributed.is_writer():
             base = base_model_path(cfg.model.name)
             note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
             atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
@@ -217,6 +222,10 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
 
     With `resume`, records already finished are kept and the method in progress continues from its checkpoint.
     """
+    distributed.setup(cfg.train.dist_timeout_s)
+    if cfg.search.enabled and distributed.world_size() > 1:
+        raise TunebenchError("search.enabled is not supported under torchrun yet; search the learning rates in "
+                             "one process, then set method.<name>.lr for the distributed run")
     tick = time.perf_counter()
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
     prepare_s = time.perf_counter() - tick
@@ -243,6 +252,7 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
     run_jobs(jobs, results, run_dir)
     write_outputs(results.data, run_dir)
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
+    distributed.barrier()  # every rank ends when the writer has written everything
     return run_dir / "results.json"
 
 
@@ -266,13 +276,13 @@ def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path
     done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     for name, job in jobs:
         if name in done:
-            print(f"tunebench: {name} finished before, kept", flush=True)
+            distributed.say(f"tunebench: {name} finished before, kept")
             continue
-        print(f"tunebench: {name} ...", flush=True)
+        distributed.say(f"tunebench: {name} ...")
         try:
             record = job()
         except Exception as exc:  # one method failing must not sink the others (KeyboardInterrupt still stops)
             record = Record.failed(name, "method", exc, traceback.format_exc())
-            print(f"tunebench: {name} FAILED: {exc}", flush=True)
+            distributed.say(f"tunebench: {name} FAILED: {exc}")
         results.add(record)
         write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in

@@ -97,6 +97,9 @@ class TrainConfig:
     """With more than one epoch, compute the output of frozen lower blocks (when only the top of the model
     trains) once and reuse it every epoch; false recomputes it at every step (same weights within float
     tolerance, slower)."""
+    dist_timeout_s: float = 1800.0
+    """Under torchrun: seconds any collective waits for the other ranks before the job ends with an error (a rank
+    that died or hangs)."""
 
 
 @dataclass
@@ -327,6 +330,7 @@ def validate(cfg: Config) -> None:
     require_at_least("train.max_steps", cfg.train.max_steps, 1)
     require_at_least("train.max_tokens", cfg.train.max_tokens, 1)
     require_positive("train.max_seconds", cfg.train.max_seconds)
+    require_positive("train.dist_timeout_s", cfg.train.dist_timeout_s)
     require_at_least("search.trials", cfg.search.trials, 1)
     require_at_least("search.rungs", cfg.search.rungs, 1)
     if not 0 < cfg.search.budget_fraction <= 1:

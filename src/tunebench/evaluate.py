@@ -3,6 +3,7 @@ data, in a new folder; the run it was trained in is only read."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -40,12 +41,17 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
                 *overrides]
     cfg = load_config(config_file=str(run_dir / "config.yaml"), overrides=settings)
     tick = time.perf_counter()
-    bench, facts = prepare(cfg, out, show_progress, test_only=True)  # bad data or model fail before any file
+    seen = set()
+    if source == run["config"]["data"]["source"]:  # the run's own source: never score on what it trained on
+        used = json.loads((run_dir / "splits.json").read_text())
+        seen = set(used["train"]) | set(used["val"])
+    bench, facts = prepare(cfg, out, show_progress, test_only=True, exclude=seen)  # bad input fails before files
     out.mkdir(parents=True)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     atomic_write_json(out / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
     origin = {"run": str(run_dir), "record": record_name, "trained_on": run["data"]["source"],
-              "trained_pairs": run["data"]["split_sizes"]["train"], "scored_on": source}
+              "trained_pairs": run["data"]["split_sizes"]["train"], "scored_on": source,
+              "excluded_trained_or_validated": len(seen)}
     results = ResultsFile(out / "results.json", {
         "config": to_dict(cfg), "seeds": [trained.get("seed")], "data": facts, "evaluation": origin,
         "environment": environment(bench.runtime.as_dict()), "prepare_s": time.perf_counter() - tick})

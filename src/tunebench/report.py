@@ -252,9 +252,11 @@ def _evaluation_line(data: dict) -> list[str]:
     origin = data.get("evaluation")
     if not origin:
         return []
+    left_out = origin.get("excluded_trained_or_validated")
     return [f"Scored on other data: `{origin['record']}` was trained in `{origin['run']}` on `{origin['trained_on']}` "
-            f"({origin['trained_pairs']} pairs) and is scored here on `{origin['scored_on']}`; nothing was trained "
-            "for this report.", ""]
+            f"({origin['trained_pairs']} pairs) and is scored here on `{origin['scored_on']}`"
+            + (f", leaving out the {left_out} pairs that run trained or validated on" if left_out else "")
+            + "; nothing was trained for this report.", ""]
 
 
 def render_markdown(data: dict) -> str:
@@ -262,9 +264,10 @@ def render_markdown(data: dict) -> str:
     ev = cfg["eval"]
     decoding = "greedy" if ev["num_beams"] == 1 else f"beam search ({ev['num_beams']} beams)"
     out = ["# tunebench comparison", "",
-           f"Model `{cfg['model']['name']}`; data `{facts['source']}` "
-           f"(train {facts['split_sizes']['train']}, validation {facts['split_sizes']['val']}, "
-           f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
+           f"Model `{cfg['model']['name']}`; data `{facts['source']}` ("
+           + ("" if data.get("evaluation") else f"train {facts['split_sizes']['train']}, validation "
+              f"{facts['split_sizes']['val']}, ")
+           + f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
            f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
            _data_line(facts), "", *_evaluation_line(data),
            f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "

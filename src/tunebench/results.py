@@ -15,8 +15,9 @@ from tunebench.cache import atomic_write_json
 from tunebench.errors import TunebenchError
 from tunebench.verdict import add_statistics
 
-SCHEMA_VERSION = 2
-"""2: paired tests (`comparisons`) and the verdict stored beside the records; 1 is read and upgraded."""
+SCHEMA_VERSION = 3
+"""3: paired tests (`comparisons`: bootstrap interval + permutation p-value) and the verdict stored beside the
+records; `evaluation` in a folder written by `evaluate --data`. 1 and 2 are read and their tests recomputed."""
 PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers", "datasets",
             "numpy")
 
@@ -123,10 +124,11 @@ def read_results(run_dir: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise TunebenchError(f"{path} is not valid JSON ({exc.msg}); the file is damaged") from None
-    if data.get("schema_version") not in (1, SCHEMA_VERSION):
+    if data.get("schema_version") not in (1, 2, SCHEMA_VERSION):
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
-                             f"1 and {SCHEMA_VERSION}")
-    if data["schema_version"] == 1:  # version 1 had no stored tests: compute them, as version 2 stores them
+                             f"1 to {SCHEMA_VERSION}")
+    if data["schema_version"] < SCHEMA_VERSION:
+        # version 1 stored no tests, version 2 bootstrap-only ones: compute them from the per-article scores
         data = {**add_statistics(data), "schema_version": SCHEMA_VERSION}
     return data
 

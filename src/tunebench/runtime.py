@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -38,8 +39,8 @@ def resolve_runtime(precision: str = "auto", threads: int | None = None, device:
     it natively."""
     if threads:
         torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":  # under torchrun, this process's own GPU
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise TunebenchError(f"train.device={device} but torch sees no CUDA GPU; use train.device=cpu or auto")
     if device.startswith("cuda:"):

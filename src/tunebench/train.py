@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from tunebench import distributed
 from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import Encoded, collate
@@ -145,15 +146,22 @@ def make_batch(examples: list[Encoded], indices: list[int], pad_id: int, device:
 @torch.no_grad()
 def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, pad_id: int,
                   runtime: Runtime, states: TrunkStates | None = None) -> float:
-    """Mean cross-entropy per target token over a set (no generation)."""
+    """Mean cross-entropy per target token over a set (no generation); each rank scores its share of every
+    batch and the sums are added across ranks, so every rank gets the same value."""
     model.eval()
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64)
+    count = 0
     for indices in batch_order(examples, batch_size, seed=0, shuffle=False):
-        batch = make_batch(examples, indices, pad_id, runtime.device, states)
+        count += sum(len(examples[i].target_ids) for i in indices)
+        mine = distributed.share(indices)
+        if not mine:
+            continue
+        batch = make_batch(examples, mine, pad_id, runtime.device, states)
         with runtime.autocast():
             loss_sum, _ = per_example_loss(model, batch)
-        total, count = total + loss_sum.sum().item(), count + sum(len(examples[i].target_ids) for i in indices)
-    return total / max(count, 1)
+        total += loss_sum.sum().double().cpu()
+    (total,) = distributed.all_sum([total], runtime.device)
+    return float(total) / max(count, 1)
 
 
 def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
@@ -183,6 +191,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     # with one epoch nothing would be reused: the cache would only add its writes and reads (measured 0.9x);
     # decided from the settings alone, so a resumed run takes the same path as an uninterrupted one
     use_cache = cfg.cache_frozen and total_steps > steps_per_epoch and model.frozen_depth() > 0
+    if distributed.world_size() > 1:
+        cache_dir = None  # each rank keeps its own in memory: files would have several writers
     train_states = build_trunk_states(model, train_set, cfg.batch_size, pad_id, runtime, cache_dir) \
         if use_cache else None
     result.train_time_s += time.perf_counter() - tick  # computing the frozen part once is training work
@@ -194,8 +204,9 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     result.budget = budget
     stop_at = min(total_steps, probe.steps) if probe else total_steps
 
+    out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step
+
     def finished() -> bool:
-        out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds
         return result.steps >= stop_at or out_of_time
     if train_states is not None:
         result.frozen_cache = {**train_states.facts, "val_bytes": val_states.facts["bytes"] if val_states else 0}
@@ -205,8 +216,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             mark = {"epoch": epoch, "micro": micro, "best": None if math.isinf(best) else best}
             save_training_state(state_dir, model, optimizer, scheduler, mark, result)
 
-    bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step", disable=not show_progress,
-               leave=False)
+    bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step",
+               disable=not show_progress or not distributed.is_writer(), leave=False)
     for epoch in range(position["epoch"], budget["epochs"] + 1):
         if result.steps and finished():  # at least one step, whatever the clock says
             break
@@ -215,16 +226,27 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
         batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
         skip = position["micro"] if epoch == position["epoch"] else 0  # batches done before a resume
         for micro, indices in enumerate(batches[skip:], start=skip):
-            batch = make_batch(train_set, indices, pad_id, runtime.device, train_states)
-            with runtime.autocast():
-                loss_sum, counts = per_example_loss(model, batch)
-            loss = loss_sum.sum() / counts.sum()
-            (loss / cfg.grad_accum_steps).backward()
+            # the whole batch's target tokens, known on every rank from the indices: the loss of each rank's
+            # share is normalised by it, so the gradients summed over ranks are the whole batch's
+            count = sum(len(train_set[i].target_ids) for i in indices)
+            mine = distributed.share(indices)
+            loss_sum = torch.zeros((), device=runtime.device)
+            if mine:  # a short last batch may leave a rank nothing
+                batch = make_batch(train_set, mine, pad_id, runtime.device, train_states)
+                with runtime.autocast():
+                    per_row, _ = per_example_loss(model, batch)
+                loss_sum = per_row.sum()
+                (loss_sum / count / cfg.grad_accum_steps).backward()
             result.train_tokens += sum(len(train_set[i]) for i in indices)  # from the host: no device sync
-            result.target_tokens += sum(len(train_set[i].target_ids) for i in indices)
+            result.target_tokens += count
             if (micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches):
                 continue
-            value = loss.item()
+            # one collective per optimizer step (none before): gradients, this micro-batch's loss, and whether
+            # any rank's clock says the time budget is spent (so every rank stops at the same step)
+            late = torch.tensor(float(cfg.budget == "seconds" and result.train_time_s + time.perf_counter() - tick
+                                      >= cfg.max_seconds), device=runtime.device)
+            loss_sum, late = distributed.sum_gradients(params, [loss_sum.detach().float(), late], runtime.device)
+            value = loss_sum.item() / count
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at step {result.steps + 1}; lower the lr")
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -238,6 +260,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             result.train_time_s, tick = result.train_time_s + now - tick, now
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
+            out_of_time = out_of_time or bool(late.item())
             if finished():
                 break
             if probe and result.steps % probe.every == 0:
@@ -261,6 +284,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             on_epoch_end(epoch, model)
         save_state(epoch + 1, 0)
     bar.close()
+    distributed.barrier()  # the writer has saved the best weights: every rank reloads them
     result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()
                                        for v in state.values() if torch.is_tensor(v))
     result.best_val_loss = best if val_set else math.nan
@@ -271,6 +295,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors via a temp file + rename: a kill never leaves half a weights file."""
+    if not distributed.is_writer():
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path)

@@ -1,8 +1,8 @@
 """Which method to pick, from the paired tests: ties are named as ties, then the cheapest of the best.
 
 Every pair of records scored on the same articles is compared on R-1, R-2 and R-Lsum with a paired bootstrap
-interval and a paired permutation test (`metrics.paired_difference`); the tests are stored in results.json (`comparisons`), and the verdict drawn
-from them (`verdict`), so the report only prints them.
+interval and a paired permutation test (`metrics.paired_difference`); the tests are stored in results.json
+(`comparisons`), and the verdict drawn from them (`verdict`), so the report only prints them.
 """
 
 from __future__ import annotations

@@ -64,11 +64,14 @@ def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
     return Splits(train=train[:cfg.max_train] if cfg.max_train is not None else train, val=val, test=test)
 
 
-def test_split(loaded: LoadedSource, cfg: DataConfig) -> Splits:
+def test_split(loaded: LoadedSource, cfg: DataConfig, exclude: set[str] | None = None) -> Splits:
     """Test articles only, to score an already trained method on other data: the source's test split if it has
-    one, else all its pairs; a seeded shuffle, the first `n_test`."""
+    one, else all its pairs, without the ids in `exclude` (the pairs a run trained and validated on, when it is
+    scored on its own source); a seeded shuffle, the first `n_test`."""
     parts = {name: split.examples for name, split in loaded.splits.items()}
     pool = parts.get("test") or [ex for part in parts.values() for ex in part]
+    pool = [ex for ex in pool if ex.id not in (exclude or set())]
     if not pool:
-        raise TunebenchError(f"data source '{cfg.source}' has no usable article/summary pairs")
+        raise TunebenchError(f"data source '{cfg.source}' has no usable article/summary pairs"
+                             + (" that the run did not train or validate on" if exclude else ""))
     return Splits(train=[], val=[], test=_shuffled(pool, cfg.seed)[:cfg.n_test])

@@ -1,0 +1,147 @@
+"""Several processes, one training loop: torch.distributed under `torchrun`, and one writer.
+
+`torchrun --nproc-per-node N -m tunebench compare ...` starts N processes with RANK / WORLD_SIZE / LOCAL_RANK
+set; `setup()` joins them into a process group (NCCL on GPUs, gloo on CPUs) with a timeout on every collective,
+so a rank that dies ends the job with an error instead of a hang. A single process (no torchrun) is world size 1
+and every helper below is then a no-op, so the loop has no "if distributed" branches.
+
+Data parallelism (deliberately not DDP's wrapper): every rank holds the whole model, takes its share of every
+batch, and the trained gradients (with the step's loss and token counts) are summed by one flat all-reduce per
+optimizer step. The loss is normalised by the whole batch's target tokens, which every rank knows from the
+batch indices, so the summed gradient equals the single-process one; accumulation naturally does no
+communication before the last micro-batch; a rank whose share of a short last batch is empty contributes zeros.
+DDP would average per-rank means instead (wrong for unequal shares) and needs every rank to run a forward.
+
+One writer: rank 0 writes every file (results, checkpoints, weights, reports, plots, predictions); the file
+helpers in cache.py and the checkpoint code ask `is_writer()`. Other ranks read what it wrote after a barrier.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import torch
+
+from tunebench import cache
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def is_writer() -> bool:
+    """Whether this process writes files and prints progress: rank 0, or the only process."""
+    return cache.is_writer()
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def launched() -> bool:
+    """Started by torchrun (or another launcher that sets WORLD_SIZE) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(timeout_s: float) -> None:
+    """Join the process group torchrun describes (once); a no-op for a single process."""
+    if not launched() or torch.distributed.is_initialized():
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank())
+    torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+
+def teardown() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def say(text: str) -> None:
+    """Print a line of progress, once (from the writer)."""
+    if is_writer():
+        print(text, flush=True)
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+@contextmanager
+def writer_first() -> Iterator[None]:
+    """Rank 0 runs the block first (e.g. converting the embedded model once), then the others."""
+    if not is_writer():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_writer():
+            barrier()
+
+
+def from_writer(value):
+    """Rank 0's `value` on every rank (e.g. a run folder named after rank 0's clock)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def share(indices: list[int]) -> list[int]:
+    """This rank's part of a batch: every world_size-th example from this rank's offset."""
+    return indices[rank()::world_size()]
+
+
+def all_sum(values: list[torch.Tensor], device: str) -> list[torch.Tensor]:
+    """Sum the tensors across ranks in one collective (flattened into one float32 buffer); the same
+    tensors back, summed. Single process: returned as they are."""
+    if world_size() == 1:
+        return values
+    flat = torch.cat([v.detach().reshape(-1).to(device=device, dtype=torch.float32) for v in values])
+    torch.distributed.all_reduce(flat)
+    out, start = [], 0
+    for v in values:
+        out.append(flat[start:start + v.numel()].view(v.shape).to(v.dtype))
+        start += v.numel()
+    return out
+
+
+def sum_gradients(params: list[torch.Tensor], extras: list[torch.Tensor], device: str) -> list[torch.Tensor]:
+    """Sum the gradients of `params` across ranks in place (a rank without one adds zeros), and `extras` with them
+    in the same collective; returns the summed extras. Single process: nothing changes."""
+    if world_size() == 1:
+        return extras
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    summed = all_sum([*grads, *extras], device)
+    for param, grad in zip(params, summed, strict=False):
+        param.grad = grad
+    return summed[len(params):]
+
+
+def gather(items: list, positions: list[int], total: int) -> list:
+    """Every rank's `items` (which belong at `positions` of a list of `total`) put together, in order."""
+    parts = gather_objects((positions, items))
+    whole: list = [None] * total
+    for where, what in parts:
+        for position, item in zip(where, what, strict=True):
+            whole[position] = item
+    return whole
+
+
+def gather_objects(item) -> list:
+    """One object from every rank, in rank order (single process: a list of one)."""
+    if world_size() == 1:
+        return [item]
+    parts: list = [None] * world_size()
+    torch.distributed.all_gather_object(parts, item)
+    return parts

@@ -1,0 +1,108 @@
+"""`torchrun --nproc-per-node 2` on CPUs (gloo): the same training loop, the same results as one process.
+
+Every method of the smoke preset, on a tiny random model saved as a local folder (sharpened, so greedy decoding
+is not a near-tie everywhere), trained once by one process and once by two: training losses, validation losses
+and trained weights agree within 1e-5, the predictions are identical, and the two processes write one run
+folder with one results file. A job killed with SIGKILL mid-training and resumed under torchrun ends with the
+results of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import sharpen
+from tunebench.cli import main
+from tunebench.models import byte_tokenizer, random_model
+
+TOLERANCE = 1e-5
+
+
+def torchrun(*args: str, runs: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "tunebench", *args]
+    return subprocess.Popen(command, env=env, cwd=runs, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **popen)
+
+
+def settings(base: Path) -> list[str]:
+    return ["--preset", "smoke", "--quiet", "--set", f"model.name={base}", "train.threads=1",
+            "train.checkpoint_every_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(one-process run, two-process run, folder of runs) on the same settings."""
+    root = tmp_path_factory.mktemp("dist")
+    tokenizer = byte_tokenizer()
+    base = root / "base"
+    sharpen(random_model("llama-tiny", len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    assert main(["compare", *settings(base), "--runs-dir", str(root / "single"), "--name", "r"]) == 0
+    job = torchrun("compare", *settings(base), "--runs-dir", str(root / "two"), "--name", "r", runs=root)
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out
+    return root / "single" / "r", root / "two" / "r", root, base, out
+
+
+def _records(run: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads((run / "results.json").read_text())["records"]}
+
+
+def _close(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= TOLERANCE for x, y in zip(a, b, strict=True))
+
+
+def assert_same_results(expected: Path, got: Path) -> None:
+    one, two = _records(expected), _records(got)
+    assert set(one) == set(two) and all(r["status"] == "SUCCESS" for r in two.values())
+    for name, rec in one.items():
+        if rec.get("train"):
+            assert _close(rec["train"]["train_loss_per_step"], two[name]["train"]["train_loss_per_step"]), name
+            assert _close(rec["train"]["val_loss_per_epoch"], two[name]["train"]["val_loss_per_epoch"]), name
+            a, b = load_file(str(expected / name / "weights.safetensors")), load_file(str(got / name /
+                                                                                          "weights.safetensors"))
+            assert a.keys() == b.keys()
+            assert all((a[k] - b[k]).abs().max() <= TOLERANCE for k in a), name
+        assert (expected / name / "predictions.jsonl").read_text() == (got / name / "predictions.jsonl").read_text()
+
+
+def test_two_processes_train_and_predict_as_one(runs):
+    single, two, _, _, _ = runs
+    assert_same_results(single, two)
+
+
+def test_two_processes_write_one_run_folder(runs):
+    _, two, _, _, out = runs
+    assert [p.name for p in two.parent.iterdir()] == ["r"]
+    assert len(list(two.rglob("results.json"))) == 1 and len(list(two.rglob("report.md"))) == 1
+    assert not list(two.rglob("checkpoint*"))  # finished methods keep no training state
+    assert out.count("tunebench: lora ...") == 1  # one process prints the progress
+
+
+def test_killed_job_resumes_to_the_same_results(runs):
+    single, _, root, base, _ = runs
+    folder = root / "killed"
+    job = torchrun("compare", *settings(base), "--runs-dir", str(folder), "--name", "r", runs=root,
+                   start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((folder / "r").glob("*/checkpoint/state.json")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both workers, at once
+    job.wait()
+    assert (folder / "r" / "results.json").is_file()
+    again = torchrun("compare", "--resume", str(folder / "r"), "--quiet", runs=root)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert_same_results(single, folder / "r")
