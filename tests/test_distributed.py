@@ -27,10 +27,10 @@ from tunebench.models import byte_tokenizer, random_model
 TOLERANCE = 1e-5
 
 
-def torchrun(*args: str, runs: Path, **popen) -> subprocess.Popen:
+def torchrun(*args: str, runs: Path, entry: list[str] | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "tunebench", *args]
+               *(entry or ["-m", "tunebench"]), *args]
     return subprocess.Popen(command, env=env, cwd=runs, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **popen)
 
@@ -90,6 +90,30 @@ def test_two_processes_write_one_run_folder(runs):
     assert len(list(two.rglob("results.json"))) == 1 and len(list(two.rglob("report.md"))) == 1
     assert not list(two.rglob("checkpoint*"))  # finished methods keep no training state
     assert out.count("tunebench: lora ...") == 1  # one process prints the progress
+    data = json.loads((two / "results.json").read_text())
+    assert data["environment"]["processes"] == 2
+    lora = next(r for r in data["records"] if r["name"] == "lora")
+    ranks = lora["phases"]["train"]["ranks"]
+    assert len(ranks) == 2 and lora["phases"]["train"]["peak_rss_mb"] == max(r["peak_rss_mb"] for r in ranks)
+    assert "2 processes (torchrun, data parallel)" in (two / "report.md").read_text()
+
+
+def test_a_method_failing_on_one_rank_is_failed_and_the_others_go_on(runs):
+    """Rank 1 raises in prompt tuning's training steps only: the method is FAILED once, the rest are unchanged."""
+    single, _, root, base, _ = runs
+    job = torchrun("compare", *settings(base), "--runs-dir", str(root / "failing"), "--name", "r", runs=root,
+                   entry=[str(Path(__file__).with_name("fail_rank.py"))])
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out
+    records = _records(root / "failing" / "r")
+    assert records["prompt-tuning"]["status"] == "FAILED"
+    assert "1 of 2 processes failed in training step 1" in records["prompt-tuning"]["error"]
+    expected = _records(single)
+    for name, rec in records.items():
+        if name != "prompt-tuning":
+            assert rec["status"] == "SUCCESS", name
+            if rec.get("train"):
+                assert _close(rec["train"]["train_loss_per_step"], expected[name]["train"]["train_loss_per_step"])
 
 
 def test_killed_job_resumes_to_the_same_results(runs):

@@ -241,7 +241,9 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
-                                                         "environment": environment(bench.runtime.as_dict()),
+                                                         "environment": environment(
+                                                             {**bench.runtime.as_dict(),
+                                                              "processes": distributed.world_size()}),
                                                          "prepare_s": prepare_s})
         results.save()
     jobs = baseline_jobs(bench)

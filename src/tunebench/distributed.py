@@ -128,11 +128,50 @@ def sum_gradients(params: list[torch.Tensor], extras: list[torch.Tensor], device
     return summed[len(params):]
 
 
-def gather(items: list, positions: list[int], total: int) -> list:
-    """Every rank's `items` (which belong at `positions` of a list of `total`) put together, in order."""
-    parts = gather_objects((positions, items))
+class RankFailed(RuntimeError):
+    """A rank failed while the others waited for it: raised on every rank at the same collective, so the method
+    is recorded FAILED once and every rank goes on to the next one together."""
+
+
+class Deferred:
+    """An exception on this rank, held (not raised) until the next collective tells every rank about it.
+
+    Under torchrun a rank that raised inside a step (e.g. out of memory on its GPU) would leave the others waiting
+    in that step's all-reduce; instead it skips its remaining work, adds its flag to the collective, and then every
+    rank raises RankFailed. A single process raises at once, as without this.
+    """
+
+    def __init__(self):
+        self.error: Exception | None = None
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            if world_size() == 1:
+                raise
+            self.error = exc
+
+    def flag(self, device: str) -> torch.Tensor:
+        return torch.tensor(float(self.error is not None), device=device)
+
+    def check(self, failed: torch.Tensor | float | int, what: str = "") -> None:
+        """Raise on every rank when `failed` (the flags summed over ranks) says some rank failed."""
+        count = int(failed.item() if torch.is_tensor(failed) else failed)
+        if count:
+            mine = f"; here: {type(self.error).__name__}: {self.error}" if self.error else ""
+            raise RankFailed(f"{count} of {world_size()} processes failed{' in ' + what if what else ''}{mine}")
+
+
+def gather(items: list, positions: list[int], total: int, deferred: Deferred | None = None) -> list:
+    """Every rank's `items` (which belong at `positions` of a list of `total`) put together, in order; with
+    `deferred`, a failure of any rank is raised on every rank instead."""
+    parts = gather_objects((positions, items, deferred is not None and deferred.error is not None))
+    if deferred is not None:
+        deferred.check(sum(failed for _, _, failed in parts), "generation")
     whole: list = [None] * total
-    for where, what in parts:
+    for where, what, _ in parts:
         for position, item in zip(where, what, strict=True):
             whole[position] = item
     return whole

@@ -76,19 +76,24 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
     order = distributed.share(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
     texts, counts, hit = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
+    deferred = distributed.Deferred()  # one rank failing is raised on every rank at the gather below
     for start in range(0, len(order), batch_size):
+        if deferred.error:
+            break
         chunk = order[start:start + batch_size]
-        ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
-        with autocast or nullcontext():
-            out = model.generate(ids.to(device), mask.to(device), config)
-        for row, index in enumerate(chunk):
-            tokens = until_eos(out[row].tolist(), tokenizer.eos_token_id)
-            token_ids[index] = tokens
-            texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
-                                    settings.max_sentences)
-            counts[index] = min(len(tokens) + 1, max_new_tokens)
-            hit[index] = len(tokens) >= max_new_tokens
+        with deferred.guard():
+            ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
+            with autocast or nullcontext():
+                out = model.generate(ids.to(device), mask.to(device), config)
+            for row, index in enumerate(chunk):
+                tokens = until_eos(out[row].tolist(), tokenizer.eos_token_id)
+                token_ids[index] = tokens
+                texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
+                                        settings.max_sentences)
+                counts[index] = min(len(tokens) + 1, max_new_tokens)
+                hit[index] = len(tokens) >= max_new_tokens
         if progress is not None:
             progress.update(len(chunk))
-    rows = distributed.gather([(texts[i], counts[i], hit[i], token_ids[i]) for i in order], order, len(prompts))
+    rows = distributed.gather([(texts[i], counts[i], hit[i], token_ids[i]) for i in order], order, len(prompts),
+                              deferred)
     return Generated(*(list(column) for column in zip(*rows, strict=True)))

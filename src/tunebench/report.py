@@ -149,6 +149,11 @@ def _notes(data: dict) -> list[str]:
         if rec["status"] == "FAILED":
             notes.append(f"- {rec['name']} FAILED: {rec.get('error')}")
         notes += [f"- {rec['name']}: {note}" for note in rec.get("notes", [])]
+        ranked = [(name, p) for name, p in rec.get("phases", {}).items() if p.get("ranks")]
+        if ranked:
+            notes.append(f"- {rec['name']}: peak RSS is the largest of {len(ranked[0][1]['ranks'])} processes'; all "
+                         "together: " + ", ".join(f"{name} {p['peak_rss_mb_sum']:,.0f} MB" for name, p in ranked)
+                         + ".")
         if rec.get("train"):
             t = rec["train"]
             notes.append(f"- {rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "
@@ -268,7 +273,9 @@ def render_markdown(data: dict) -> str:
            + ("" if data.get("evaluation") else f"train {facts['split_sizes']['train']}, validation "
               f"{facts['split_sizes']['val']}, ")
            + f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
-           f"{env['device']}, {env['precision']}, {env['torch_threads']} threads.", "",
+           f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
+           + (f" per process, {env['processes']} processes (torchrun, data parallel)" if env.get("processes", 1) > 1
+              else "") + ".", "",
            _data_line(facts), "", *_evaluation_line(data),
            f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
            f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "

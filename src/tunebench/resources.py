@@ -114,4 +114,22 @@ class PhaseMonitor:
         out["samples"] = self.samples[::step]
         cpu = [s["cpu_pct"] for s in self.samples]
         out["mean_cpu_pct"] = round(sum(cpu) / len(cpu), 1) if cpu else None
+        return _across_ranks(out)
+
+
+def _across_ranks(out: dict) -> dict:
+    """Under torchrun (every rank measures the same phase): each rank's figures under `ranks`, the peaks as the
+    largest rank's and `peak_rss_mb_sum` for all processes together; the time series stays rank 0's."""
+    from tunebench import distributed
+
+    if distributed.world_size() == 1:
         return out
+    keys = ("wall_s", "start_rss_mb", "peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb",
+            "mean_cpu_pct")
+    ranks = distributed.gather_objects({k: out[k] for k in keys if k in out})
+    out["ranks"] = ranks
+    for key in ("peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb"):
+        if key in out:
+            out[key] = max(r[key] for r in ranks)
+    out["peak_rss_mb_sum"] = round(sum(r["peak_rss_mb"] for r in ranks), 1)
+    return out

@@ -151,16 +151,19 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
     model.eval()
     total = torch.zeros((), dtype=torch.float64)
     count = 0
+    deferred = distributed.Deferred()
     for indices in batch_order(examples, batch_size, seed=0, shuffle=False):
         count += sum(len(examples[i].target_ids) for i in indices)
         mine = distributed.share(indices)
-        if not mine:
+        if not mine or deferred.error:
             continue
-        batch = make_batch(examples, mine, pad_id, runtime.device, states)
-        with runtime.autocast():
-            loss_sum, _ = per_example_loss(model, batch)
-        total += loss_sum.sum().double().cpu()
-    (total,) = distributed.all_sum([total], runtime.device)
+        with deferred.guard():
+            batch = make_batch(examples, mine, pad_id, runtime.device, states)
+            with runtime.autocast():
+                loss_sum, _ = per_example_loss(model, batch)
+            total += loss_sum.sum().double().cpu()
+    total, failed = distributed.all_sum([total, deferred.flag("cpu")], runtime.device)
+    deferred.check(failed, "validation")
     return float(total) / max(count, 1)
 
 
@@ -205,6 +208,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     stop_at = min(total_steps, probe.steps) if probe else total_steps
 
     out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step
+    deferred = distributed.Deferred()  # a failure on one rank, told to all at the step's collective
 
     def finished() -> bool:
         return result.steps >= stop_at or out_of_time
@@ -231,12 +235,13 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             count = sum(len(train_set[i].target_ids) for i in indices)
             mine = distributed.share(indices)
             loss_sum = torch.zeros((), device=runtime.device)
-            if mine:  # a short last batch may leave a rank nothing
-                batch = make_batch(train_set, mine, pad_id, runtime.device, train_states)
-                with runtime.autocast():
-                    per_row, _ = per_example_loss(model, batch)
-                loss_sum = per_row.sum()
-                (loss_sum / count / cfg.grad_accum_steps).backward()
+            if mine and not deferred.error:  # a short last batch may leave a rank nothing
+                with deferred.guard():
+                    batch = make_batch(train_set, mine, pad_id, runtime.device, train_states)
+                    with runtime.autocast():
+                        per_row, _ = per_example_loss(model, batch)
+                    loss_sum = per_row.sum()
+                    (loss_sum / count / cfg.grad_accum_steps).backward()
             result.train_tokens += sum(len(train_set[i]) for i in indices)  # from the host: no device sync
             result.target_tokens += count
             if (micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches):
@@ -245,7 +250,9 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             # any rank's clock says the time budget is spent (so every rank stops at the same step)
             late = torch.tensor(float(cfg.budget == "seconds" and result.train_time_s + time.perf_counter() - tick
                                       >= cfg.max_seconds), device=runtime.device)
-            loss_sum, late = distributed.sum_gradients(params, [loss_sum.detach().float(), late], runtime.device)
+            loss_sum, late, failed = distributed.sum_gradients(
+                params, [loss_sum.detach().float(), late, deferred.flag(runtime.device)], runtime.device)
+            deferred.check(failed, f"training step {result.steps + 1}")
             value = loss_sum.item() / count
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at step {result.steps + 1}; lower the lr")
