@@ -34,6 +34,16 @@ MERGED = ["full", "lora", "dora", "ia3", "bitfit", "last-block"]
 SOFT = ["prompt-tuning", "prefix-tuning"]
 
 
+def job_settings(run: Path, n: int) -> tuple[list[str], dict]:
+    """The last `n` articles of the run's source, and what every outside job needs to prompt and decode like
+    the run (articles included)."""
+    cfg = load_config(config_file=str(run / "config.yaml"))
+    articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-n:]]
+    return articles, {"articles": articles, "separator": cfg.data.separator,
+                      "max_article_tokens": cfg.data.max_article_tokens,
+                      "generate": {"max_new_tokens": cfg.eval.max_new_tokens, "num_beams": cfg.eval.num_beams}}
+
+
 def run_outside(jobs: list[dict], folder: Path) -> list[dict]:
     (folder / "jobs.json").write_text(json.dumps(jobs))
     subprocess.run([sys.executable, str(OUTSIDE), str(folder / "jobs.json"), str(folder / "out.json")], check=True,
@@ -52,11 +62,7 @@ def trip(request, tmp_path_factory):
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(root), "--name", "run", "--quiet", "--set",
                  f"model.name={base}", "eval.baselines=[]", "train.lr=1e-2"]) == 0
     run = root / "run"
-    cfg = load_config(config_file=str(run / "config.yaml"))
-    articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-4:]]
-    common = {"articles": articles, "separator": cfg.data.separator,
-              "max_article_tokens": cfg.data.max_article_tokens,
-              "generate": {"max_new_tokens": cfg.eval.max_new_tokens, "num_beams": cfg.eval.num_beams}}
+    articles, common = job_settings(run, 4)
     ours, jobs, export_codes = {}, {}, {}
     for name in METHODS:
         method_cfg, tuned, tok = load_trained(run, name)
@@ -166,11 +172,7 @@ def test_embedded_model_round_trip(tmp_path):
                  "method.lora.lr=3e-3", "method.dora.lr=3e-3", "method.ia3.lr=3e-2",
                  "method.prefix_tuning.lr=3e-2", "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0
     run = tmp_path / "real"
-    cfg = load_config(config_file=str(run / "config.yaml"))
-    articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-3:]]
-    common = {"articles": articles, "separator": cfg.data.separator,
-              "max_article_tokens": cfg.data.max_article_tokens,
-              "generate": {"max_new_tokens": cfg.eval.max_new_tokens, "num_beams": cfg.eval.num_beams}}
+    articles, common = job_settings(run, 3)
     ours, jobs = {}, {}
     for name in methods:
         method_cfg, tuned, tok = load_trained(run, name)
