@@ -77,6 +77,7 @@ def test_evaluate_on_other_data_writes_a_new_folder_and_leaves_the_run_alone(smo
     assert (out / "plots" / "rouge.png").exists()
     report = (out / "report.md").read_text()
     assert f"trained in `{smoke_run}` on `xsum-sample`" in report and f"scored here on `{other}`" in report
+    assert "Scored on other data" in (out / "report.html").read_text()
     # the scores come from the trained weights: summarizing the same articles gives the same predictions
     predictions = [json.loads(line) for line in (out / "lora" / "predictions.jsonl").read_text().splitlines()]
     source = tmp_path / "five.jsonl"

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from tunebench.cache import atomic_write_text
-from tunebench.report import HEADER, advice, below_zero_shot, comparisons, table_rows
+from tunebench.report import HEADER, advice, below_zero_shot, comparisons, evaluation_line, table_rows
 
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
@@ -30,6 +30,7 @@ def render_html(data: dict, plots: list[Path]) -> str:
 <body><h1>tunebench comparison</h1>
 <p>Model <code>{html.escape(cfg['model']['name'])}</code>; data <code>{html.escape(facts['source'])}</code>,
 test {facts['split_sizes']['test']} articles. ROUGE F1 x 100, mean [95% bootstrap CI].</p>
+{''.join(f"<p>{html.escape(line)}</p>" for line in evaluation_line(data) if line)}
 <table><tr>{head}</tr>{body}</table>
 <h2>Which method to pick</h2>{pick}
 <h2>Which differences are significant</h2><ul>{verdicts}</ul>

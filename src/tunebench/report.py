@@ -252,7 +252,7 @@ def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
     return lines
 
 
-def _evaluation_line(data: dict) -> list[str]:
+def evaluation_line(data: dict) -> list[str]:
     """For a folder written by `tunebench evaluate --data`: where the method was trained, where it is scored."""
     origin = data.get("evaluation")
     if not origin:
@@ -276,7 +276,7 @@ def render_markdown(data: dict) -> str:
            f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
            + (f" per process, {env['processes']} processes (torchrun, data parallel)" if env.get("processes", 1) > 1
               else "") + ".", "",
-           _data_line(facts), "", *_evaluation_line(data),
+           _data_line(facts), "", *evaluation_line(data),
            f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
            f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
            "'gen tokens' is the mean generated length and the share of summaries that hit the limit.", "",
