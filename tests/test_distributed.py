@@ -116,10 +116,11 @@ def test_a_method_failing_on_one_rank_is_failed_and_the_others_go_on(runs):
                 assert _close(rec["train"]["train_loss_per_step"], expected[name]["train"]["train_loss_per_step"])
 
 
-def test_killed_job_resumes_to_the_same_results(runs):
+@pytest.mark.parametrize("sharding", [[], ["train.fsdp=true"]], ids=["replicated", "fsdp"])
+def test_killed_job_resumes_to_the_same_results(runs, sharding):
     single, _, root, base, _ = runs
-    folder = root / "killed"
-    job = torchrun("compare", *settings(base), "--runs-dir", str(folder), "--name", "r", runs=root,
+    folder = root / f"killed{len(sharding)}"
+    job = torchrun("compare", *settings(base), *sharding, "--runs-dir", str(folder), "--name", "r", runs=root,
                    start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list((folder / "r").glob("*/checkpoint/state.json")):
@@ -133,3 +134,34 @@ def test_killed_job_resumes_to_the_same_results(runs):
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert_same_results(single, folder / "r")
+
+
+def test_sharded_training_equals_one_process(runs):
+    """train.fsdp=true: FSDP2 shards every block and the method's own tensors over the two processes."""
+    single, _, root, base, _ = runs
+    job = torchrun("compare", *settings(base), "train.fsdp=true", "--runs-dir", str(root / "fsdp"), "--name", "r",
+                   runs=root)
+    out, _ = job.communicate(timeout=600)
+    assert job.returncode == 0, out
+    assert_same_results(single, root / "fsdp" / "r")
+
+
+def test_a_process_that_dies_ends_the_job(runs):
+    """One worker killed mid-run: torchrun stops the other and exits non-zero, well within the collective
+    timeout; the run folder stays resumable."""
+    import psutil
+
+    _, _, root, base, _ = runs
+    folder = root / "dead"
+    job = torchrun("compare", *settings(base), "--runs-dir", str(folder), "--name", "r", runs=root)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((folder / "r").glob("*/checkpoint/state.json")):
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(job.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    assert workers, "no worker of rank 1 found"
+    started = time.time()
+    workers[0].kill()
+    out, _ = job.communicate(timeout=300)
+    assert job.returncode != 0 and time.time() - started < 120
+    assert "exitcode" in out or "Signal 9" in out or "SIGKILL" in out
+    assert (folder / "r" / "results.json").is_file()

@@ -47,14 +47,15 @@ def save_training_state(folder: Path, model, optimizer, scheduler, position: dic
     """Trainable weights, AdamW moments, scheduler, RNG states, loader position and the result so far."""
     # every rank's random state (rank 0's under the plain names, which a single process reads): a collective,
     # so every rank calls this; only the writer then writes
+    # sharded (FSDP) tensors are gathered whole, a collective too
     ranks = distributed.gather_objects(_rng_state())
-    if not distributed.is_writer():
-        return
     tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for name, value in state.items():
-            tensors[f"opt.{index}.{name}"] = value.detach().cpu().contiguous()
+            tensors[f"opt.{index}.{name}"] = distributed.full(value.detach()).cpu().contiguous()
+    if not distributed.is_writer():
+        return
     rng_tensors, rng_meta = ranks[0]
     tensors.update(rng_tensors)
     for number, (other_tensors, _) in enumerate(ranks[1:], start=1):
@@ -84,10 +85,13 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
         raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
     load_trainable_state(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict[int, dict] = {}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for key, value in tensors.items():
         if key.startswith("opt."):
             _, index, name = key.split(".", 2)
-            opt_state.setdefault(int(index), {})[name] = value
+            # moments are laid out as their parameter (sharded under FSDP); the step count stays as saved
+            opt_state.setdefault(int(index), {})[name] = distributed.like(value, params[int(index)]) \
+                if value.shape == params[int(index)].shape else value
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
     number = distributed.rank()

@@ -185,10 +185,13 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         record.phases["train"] = phase.as_dict()
         weights = out_dir / "weights.safetensors"
         record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
-        if method.export is not None and distributed.is_writer():
-            base = base_model_path(cfg.model.name)
-            note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
-            atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
+        if method.export is not None:
+            def export() -> None:
+                base = base_model_path(cfg.model.name)
+                note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
+                atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
+
+            distributed.on_writer(export)
             record.artifacts["peft_adapter"] = f"{name}/peft_adapter"
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
     record.status = "SUCCESS"

@@ -97,6 +97,9 @@ class TrainConfig:
     """With more than one epoch, compute the output of frozen lower blocks (when only the top of the model
     trains) once and reuse it every epoch; false recomputes it at every step (same weights within float
     tolerance, slower)."""
+    fsdp: bool = False
+    """Under torchrun: shard parameters, gradients and AdamW state over the processes (FSDP2, one unit per
+    transformer block), for models whose training state does not fit one device; off: every process holds all."""
     dist_timeout_s: float = 1800.0
     """Under torchrun: seconds any collective waits for the other ranks before the job ends with an error (a rank
     that died or hangs)."""

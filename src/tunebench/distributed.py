@@ -12,6 +12,12 @@ batch indices, so the summed gradient equals the single-process one; accumulatio
 communication before the last micro-batch; a rank whose share of a short last batch is empty contributes zeros.
 DDP would average per-rank means instead (wrong for unequal shares) and needs every rank to run a forward.
 
+Sharded (`train.fsdp=true`): FSDP2's `fully_shard` on every transformer block and on the whole model shards
+parameters, gradients and AdamW state over the ranks; FSDP then reduces the gradients itself (summed, not
+averaged: the loss is already normalised by the whole batch), and every rank runs every forward (a rank with an
+empty share runs one example with weight 0). Training runs on a sharded copy; the trained tensors are then loaded
+whole into the model that is evaluated (whose work differs per rank) and exported.
+
 One writer: rank 0 writes every file (results, checkpoints, weights, reports, plots, predictions); the file
 helpers in cache.py and the checkpoint code ask `is_writer()`. Other ranks read what it wrote after a barrier.
 """
@@ -19,6 +25,8 @@ helpers in cache.py and the checkpoint code ask `is_writer()`. Other ranks read 
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -97,6 +105,19 @@ def from_writer(value):
     return box[0]
 
 
+def on_writer(work):
+    """Run `work()` on the writer only; every rank gets its result, and if it raised, every rank raises (the
+    others would otherwise go on to collectives the writer never joins)."""
+    deferred = Deferred()
+    result = None
+    if is_writer():
+        with deferred.guard():
+            result = work()
+    failed = gather_objects(deferred.error is not None)
+    deferred.check(sum(failed), "writing files")
+    return result
+
+
 def share(indices: list[int]) -> list[int]:
     """This rank's part of a batch: every world_size-th example from this rank's offset."""
     return indices[rank()::world_size()]
@@ -116,11 +137,68 @@ def all_sum(values: list[torch.Tensor], device: str) -> list[torch.Tensor]:
     return out
 
 
+def sharded_copy(model: torch.nn.Module, enabled: bool) -> tuple[torch.nn.Module, bool]:
+    """(a copy of `model` with FSDP2 on every transformer block and on the whole (the method's own rows
+    included), True) when `enabled` under torchrun; else (`model`, False).
+
+    A copy, because evaluation gives each rank different work (a sharded model needs every rank in every
+    forward) and export reads whole tensors: the trained tensors are loaded back into `model` afterwards.
+    """
+    if not enabled or world_size() == 1:
+        return model, False
+    import copy
+
+    from torch.distributed.fsdp import fully_shard
+
+    from tunebench.layers import transformer_blocks
+
+    model = copy.deepcopy(model)
+    for block in transformer_blocks(model.lm):
+        fully_shard(block)
+    fully_shard(model)
+    for module in _fsdp_modules(model):
+        module.set_gradient_divide_factor(1.0)  # sum: each rank's loss is already divided by the whole batch
+        module.set_force_sum_reduction_for_comms(True)  # a plain SUM, which gloo has (it lacks PREMUL_SUM)
+    return model, True
+
+
+def _fsdp_modules(model: torch.nn.Module) -> list:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+def sync_gradients(model: torch.nn.Module, now: bool) -> None:
+    """Sharded: reduce gradients in this backward only when `now` (the last micro-batch of a step)."""
+    for module in _fsdp_modules(model):
+        module.set_requires_gradient_sync(now, recurse=False)
+
+
+def is_sharded(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def full(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a sharded one (a collective: every rank calls it), else the tensor."""
+    return tensor.full_tensor() if is_sharded(tensor) else tensor
+
+
+def like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`value` (whole) laid out as `param`: sharded the same way if `param` is sharded."""
+    if not is_sharded(param):
+        return value
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
+
+
 def sum_gradients(params: list[torch.Tensor], extras: list[torch.Tensor], device: str) -> list[torch.Tensor]:
     """Sum the gradients of `params` across ranks in place (a rank without one adds zeros), and `extras` with them
     in the same collective; returns the summed extras. Single process: nothing changes."""
-    if world_size() == 1:
-        return extras
+    if world_size() == 1 or any(is_sharded(p) for p in params):  # sharded: FSDP reduced them in backward
+        return all_sum(extras, device)
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     summed = all_sum([*grads, *extras], device)
     for param, grad in zip(params, summed, strict=False):
@@ -152,6 +230,8 @@ class Deferred:
             if world_size() == 1:
                 raise
             self.error = exc
+            print(f"tunebench: process {rank()} failed; the others are told at the next collective:\n"
+                  f"{traceback.format_exc()}", file=sys.stderr, flush=True)
 
     def flag(self, device: str) -> torch.Tensor:
         return torch.tensor(float(self.error is not None), device=device)

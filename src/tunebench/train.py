@@ -155,13 +155,13 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
     for indices in batch_order(examples, batch_size, seed=0, shuffle=False):
         count += sum(len(examples[i].target_ids) for i in indices)
         mine = distributed.share(indices)
-        if not mine or deferred.error:
+        if deferred.error:
             continue
-        with deferred.guard():
-            batch = make_batch(examples, mine, pad_id, runtime.device, states)
+        with deferred.guard():  # an empty share runs one example with weight 0 (as in training)
+            batch = make_batch(examples, mine or indices[:1], pad_id, runtime.device, states)
             with runtime.autocast():
                 loss_sum, _ = per_example_loss(model, batch)
-            total += loss_sum.sum().double().cpu()
+            total += loss_sum.sum().double().cpu() * (1.0 if mine else 0.0)
     total, failed = distributed.all_sum([total, deferred.flag("cpu")], runtime.device)
     deferred.check(failed, "validation")
     return float(total) / max(count, 1)
@@ -178,10 +178,14 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     With `cfg.cache_frozen`, frozen lower blocks run once per example (kept in `cache_dir` if given, else memory).
     `cfg.budget` says when training ends (`plan`); a `probe` ends it earlier, for a learning-rate trial.
     """
+    # FSDP2 under torchrun with train.fsdp: training runs on a sharded copy, whose best weights are loaded back
+    # into `model` at the end (whole, for evaluation and export); otherwise `model` itself trains
+    trained, (model, sharded) = model, distributed.sharded_copy(model, cfg.fsdp)
     params = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel per step instead of ~10 passes over every trained tensor (last-block trains 32M values)
+    # fused: one kernel per step instead of ~10 passes over every trained tensor (last-block trains 32M values);
+    # not for sharded (DTensor) parameters, which take the foreach kernels
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay,
-                                  fused=runtime.device.split(":")[0] in ("cpu", "cuda"))
+                                  fused=runtime.device.split(":")[0] in ("cpu", "cuda") and not sharded)
     budget = plan(train_set, cfg)
     steps_per_epoch, total_steps = budget["steps_per_epoch"], budget["planned_steps"]
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
@@ -193,7 +197,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     tick = time.perf_counter()
     # with one epoch nothing would be reused: the cache would only add its writes and reads (measured 0.9x);
     # decided from the settings alone, so a resumed run takes the same path as an uninterrupted one
-    use_cache = cfg.cache_frozen and total_steps > steps_per_epoch and model.frozen_depth() > 0
+    use_cache = cfg.cache_frozen and total_steps > steps_per_epoch and not sharded and model.frozen_depth() > 0
     if distributed.world_size() > 1:
         cache_dir = None  # each rank keeps its own in memory: files would have several writers
     train_states = build_trunk_states(model, train_set, cfg.batch_size, pad_id, runtime, cache_dir) \
@@ -234,18 +238,24 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             # share is normalised by it, so the gradients summed over ranks are the whole batch's
             count = sum(len(train_set[i].target_ids) for i in indices)
             mine = distributed.share(indices)
-            loss_sum = torch.zeros((), device=runtime.device)
-            if mine and not deferred.error:  # a short last batch may leave a rank nothing
+            # a short last batch may leave a rank nothing: it then runs one example with weight 0 (sharded
+            # training needs every rank in every forward; the gradient it adds is zero)
+            weight = 1.0 if mine else 0.0
+            step_now = not ((micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches))
+            if not deferred.error:
                 with deferred.guard():
-                    batch = make_batch(train_set, mine, pad_id, runtime.device, train_states)
+                    batch = make_batch(train_set, mine or indices[:1], pad_id, runtime.device, train_states)
                     with runtime.autocast():
                         per_row, _ = per_example_loss(model, batch)
-                    loss_sum = per_row.sum()
+                    loss_sum = per_row.sum() * weight
+                    distributed.sync_gradients(model, step_now)  # sharded: reduce in the last backward only
                     (loss_sum / count / cfg.grad_accum_steps).backward()
             result.train_tokens += sum(len(train_set[i]) for i in indices)  # from the host: no device sync
             result.target_tokens += count
-            if (micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches):
+            if not step_now:
                 continue
+            if deferred.error:
+                loss_sum = torch.zeros((), device=runtime.device)
             # one collective per optimizer step (none before): gradients, this micro-batch's loss, and whether
             # any rank's clock says the time budget is spent (so every rank stops at the same step)
             late = torch.tensor(float(cfg.budget == "seconds" and result.train_time_s + time.perf_counter() - tick
@@ -295,8 +305,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()
                                        for v in state.values() if torch.is_tensor(v))
     result.best_val_loss = best if val_set else math.nan
-    load_trainable_state(model, load_file(str(checkpoint)))
-    model.eval()
+    load_trainable_state(trained, load_file(str(checkpoint)))
+    trained.eval()
     return result
 
 

@@ -72,8 +72,9 @@ def save_peft(config, state: dict, base_model: str, out_dir: Path) -> None:
     config.task_type = "CAUSAL_LM"
     config.inference_mode = True
     config.save_pretrained(str(out_dir))
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out_dir / "adapter_model.safetensors"),
-              metadata={"format": "pt"})
+    # copies: the tensors may be views into storage their model manages (FSDP's gathered parameters)
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in state.items()},
+              str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def export_adapter(tuned: TunedModel, base_model: str, out_dir: Path) -> None:

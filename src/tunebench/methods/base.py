@@ -144,8 +144,12 @@ def freeze(module: nn.Module) -> None:
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a method trains, by name: what is saved on disk and what the best checkpoint holds."""
-    return {name: p.detach().cpu().clone().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    """The tensors a method trains, by name: what is saved on disk and what the best checkpoint holds (whole:
+    sharded ones are gathered, so under FSDP every rank calls this)."""
+    from tunebench import distributed
+
+    return {name: distributed.full(p.detach()).cpu().clone().contiguous()
+            for name, p in model.named_parameters() if p.requires_grad}
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -154,6 +158,8 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     if set(params) != set(state):
         missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
         raise ValueError(f"saved weights do not match the method: missing {missing[:3]}, unexpected {extra[:3]}")
+    from tunebench import distributed
+
     with torch.no_grad():
         for name, param in params.items():
-            param.copy_(state[name].to(param.dtype))
+            param.copy_(distributed.like(state[name].to(param.dtype), param))
