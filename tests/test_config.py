@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tunebench.config import PRESETS, apply_override, load_config
+from tunebench.config import PRESETS, apply_override, load_config, to_dict
 from tunebench.errors import TunebenchError
 from tunebench.methods import METHODS
 
@@ -107,3 +107,24 @@ def test_asking_for_a_gpu_that_is_not_there_says_so(monkeypatch):
     with pytest.raises(TunebenchError, match="train.device=cuda but torch sees no CUDA GPU"):
         resolve_runtime("auto", device="cuda")
     assert resolve_runtime("auto", device="cpu").device == "cpu"
+
+
+def test_config_show_lists_every_setting_with_value_type_and_description(capsys):
+    from tunebench.cli import main
+    from tunebench.settings_doc import describe
+
+    assert main(["config", "show", "--preset", "demo", "--set", "method.lora.r=16"]) == 0
+    out = capsys.readouterr().out
+    rows = describe(load_config("demo", overrides=["method.lora.r=16"]))
+    assert len(out.splitlines()) == len(rows)
+    assert all(description for _, _, _, description in rows), "a setting without a docstring"
+    line = next(line for line in out.splitlines() if line.startswith("method.lora.r = "))
+    assert "16" in line and "(int)" in line and "Rank of the update B A." in line
+    flat = {}
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            walk(value, f"{prefix}{key}.") if isinstance(value, dict) else flat.setdefault(prefix + key, value)
+
+    walk(to_dict(load_config("demo")))
+    assert {key for key, _, _, _ in rows} == set(flat)

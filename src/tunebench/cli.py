@@ -19,7 +19,8 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
                         "seed (the original study), smoke (tiny, for tests)")
     parser.add_argument("--config", help="a YAML file of settings, applied after the preset")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="dotted overrides, e.g. method.lora.r=16 train.lr=3e-4")
+                        help="dotted overrides, e.g. method.lora.r=16 train.lr=3e-4; `tunebench config show` "
+                        "lists every setting with its value, type and description")
     parser.add_argument("--runs-dir", default="runs", help="folder that holds run folders (default: runs)")
     parser.add_argument("--name", help="run folder name (default: <preset>-<timestamp>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -66,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs", nargs="+", help="run folders")
     report.add_argument("--out", help="folder for a merged report (default: runs/merged-<timestamp>)")
     sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
+    config = sub.add_parser("config", help="look at the settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show_config = config_sub.add_parser("show", help="every setting: its value (after --preset, --config and "
+                                        "--set), its type and what it does")
+    show_config.add_argument("--preset", choices=PRESETS, help="shipped settings (default: demo)")
+    show_config.add_argument("--config", help="a YAML file of settings, applied after the preset")
+    show_config.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dotted overrides")
     data = sub.add_parser("data", help="look at the data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
@@ -241,6 +249,12 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"load it with AutoModelForCausalLM.from_pretrained('{out}')")
 
 
+def cmd_config_show(args: argparse.Namespace) -> None:
+    from tunebench.settings_doc import render
+
+    print(render(load_config(args.preset or ("demo" if not args.config else None), args.config, args.set)))
+
+
 def cmd_data_show(args: argparse.Namespace) -> None:
     from tunebench.data.show import describe_data
 
@@ -294,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_report(args)
         elif args.command == "data":
             cmd_data_show(args)
+        elif args.command == "config":
+            cmd_config_show(args)
     except TunebenchError as exc:
         print(f"tunebench: error: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ class ModelConfig:
     name: str = "embedded:smollm2-135m"
     """Hub id (`gpt2`), local Hugging Face directory, `embedded:smollm2-135m`, or `random:<arch>` (tests)."""
     trust_remote_code: bool = False
+    """Let transformers run code shipped with a Hub model (off: only architectures transformers has)."""
 
 
 @dataclass
@@ -55,7 +56,9 @@ class DataConfig:
     strip_bylines: bool | None = None
     """Strip CNN datelines and Daily Mail bylines (None: on for CNN/DailyMail, off otherwise)."""
     max_article_tokens: int = 512
+    """Article tokens kept in the prompt (the article is cut to fit; the separator follows)."""
     max_summary_tokens: int = 128
+    """Reference summary tokens trained on (longer ones are cut; EOS follows)."""
     separator: str = "\nTL;DR:\n"
     """Text between article and summary; the same prompt is used by zero-shot and every method."""
 
@@ -76,15 +79,21 @@ class TrainConfig:
     max_seconds: float | None = None
     """The budget with budget=seconds: wall seconds of training each method gets."""
     batch_size: int = 8
+    """Training pairs per micro-batch (under torchrun: the global batch, shared by the processes)."""
     grad_accum_steps: int = 1
+    """Micro-batches per optimizer step."""
     lr: float = 1e-4
     """Default learning rate; each method may set its own `lr`."""
     warmup_steps: int = 100
+    """Optimizer steps of linear warm-up before the linear decay to 0."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm before each step."""
     max_steps: int | None = None
     """The budget with budget=steps; with other budgets, a cap on optimizer steps (None: no cap)."""
     seed: int = 0
+    """Seed of the method's initialisation and the training data order (the split has data.seed)."""
     precision: str = "auto"
     """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
     device: str = "auto"
@@ -108,7 +117,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = 16
+    """Test articles decoded together (left-padded)."""
     max_new_tokens: int = 64
+    """Most tokens a summary may have (the cut, eval.cut, may end it earlier)."""
     num_beams: int = 1
     """1: greedy decoding; more: beam search."""
     no_repeat_ngram_size: int = 0

@@ -26,6 +26,7 @@ class Settings(MethodSettings):
     init: str = "text"
     """`text` (the model's own keys/values for `init_text`, repeated to fill the prefix) or `random` (N(0, 1))."""
     init_text: str = "Summarize the following article in one sentence:"
+    """The text whose keys and values start the prefix (init: text)."""
 
     def check(self, key: str) -> None:
         require_at_least(f"{key}.num_virtual_tokens", self.num_virtual_tokens, 1)

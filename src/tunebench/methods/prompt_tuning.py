@@ -24,7 +24,9 @@ class Settings(MethodSettings):
     """`uniform` (U(-init_range, init_range), as in the study), `vocab` (random rows of the embedding) or `text`
     (the embeddings of `init_text`, repeated to fill the prompt, as PEFT's TEXT init)."""
     init_range: float = 0.5
+    """a in U(-a, a) (init: uniform)."""
     init_text: str = "Summarize the following article in one sentence:"
+    """The text whose token embeddings start the soft prompt (init: text)."""
 
     def check(self, key: str) -> None:
         require_at_least(f"{key}.num_virtual_tokens", self.num_virtual_tokens, 1)
