@@ -101,3 +101,18 @@ def test_evaluate_on_the_runs_own_source_leaves_out_what_it_trained_on(smoke_run
     scored = json.loads((out / "splits.json").read_text())["test"]
     assert len(scored) == 30 and not set(scored) & (set(used["train"]) | set(used["val"]))
     assert "leaving out the 20 pairs that run trained or validated on" in (out / "report.md").read_text()
+
+
+def test_summarize_refuses_settings_other_than_decoding(smoke_run, tmp_path, capsys):
+    article = tmp_path / "a.txt"
+    article.write_text(_examples()[0].article)
+    assert main(["summarize", "--from", str(smoke_run / "lora"), str(article), "--set", "train.lr=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "decoding settings (eval.*) only" in err[0]
+
+
+def test_data_show_has_no_run_folder_options():
+    import pytest as _pytest
+
+    with _pytest.raises(SystemExit):
+        main(["data", "show", "--preset", "smoke", "--name", "x"])

@@ -153,6 +153,22 @@ def test_export_refuses_a_folder_that_holds_files(trip, capsys):
     assert sorted(p.name for p in target.iterdir()) == before
 
 
+def test_summarize_takes_decoding_settings(trip, tmp_path, capsys):
+    """`--set eval.*` changes how this summary is decoded: greedy with 3 new tokens is the start of the 8-token
+    summary (the run's setting), as token-level prefixes of the same greedy decoding."""
+    article = tmp_path / "a.txt"
+    article.write_text(job_settings(trip["run"], 1)[0][0])
+
+    def summarize(*settings: str) -> str:
+        capsys.readouterr()
+        assert main(["summarize", "--from", str(trip["run"] / "lora"), str(article), "--set", "eval.cut=eos",
+                     *settings]) == 0
+        return capsys.readouterr().out.rstrip("\n")
+
+    whole, short = summarize(), summarize("eval.max_new_tokens=3")
+    assert whole.startswith(short) and len(short) < len(whole)
+
+
 @pytest.mark.xfail(strict=True, reason="PEFT 0.21.2 + transformers 5.24: PEFT's generate with a cache is wrong for "
                    "prompt learning; when this passes, drop the workarounds in outside.py and the adapters' README")
 @pytest.mark.parametrize("name", SOFT)

@@ -13,7 +13,8 @@ from tunebench.errors import TunebenchError
 from tunebench.methods import METHODS
 
 
-def _config_args(parser: argparse.ArgumentParser) -> None:
+def _config_args(parser: argparse.ArgumentParser, run: bool = True) -> None:
+    """--preset, --config, --set; with `run`, also what names a run folder and --quiet."""
     parser.add_argument("--preset", choices=PRESETS, help="shipped settings: demo (offline CPU, "
                         "default), wide (all eight methods), tuned (learning rates searched, equal token budget), "
                         "seed (the original study), smoke (tiny, for tests)")
@@ -21,6 +22,8 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="dotted overrides, e.g. method.lora.r=16 train.lr=3e-4; `tunebench config show` "
                         "lists every setting with its value, type and description")
+    if not run:
+        return
     parser.add_argument("--runs-dir", default="runs", help="folder that holds run folders (default: runs)")
     parser.add_argument("--name", help="run folder name (default: <preset>-<timestamp>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "dialogue or content)")
     summarize.add_argument("--out", help="write the JSON lines to this file instead of standard output")
     summarize.add_argument("--quiet", action="store_true", help="no progress bar")
+    summarize.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                           help="decoding settings for these summaries, e.g. eval.max_new_tokens=60 eval.num_beams=4 "
+                           "(only eval.*: the rest describes how the method was trained)")
     export = sub.add_parser("export", help="a trained method as a standalone Hugging Face model folder (adapters "
                             "merged into the weights), with a model card")
     export.add_argument("target", help="RUN/METHOD, e.g. runs/demo-20261128-101500/lora")
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="look at the data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
-    _config_args(show)
+    _config_args(show, run=False)
     return parser
 
 
@@ -222,8 +228,13 @@ def cmd_summarize(args: argparse.Namespace) -> None:
     from tunebench.trained import load_trained, split_target, summarize_articles
 
     run_dir, method, name = split_target(args.source)
+    wrong = [item for item in args.set if not item.startswith("eval.")]
+    if wrong:
+        raise TunebenchError(f"summarize --set takes decoding settings (eval.*) only, not {wrong[0]}: the others "
+                             "describe how the method was trained")
+    load_config(config_file=str(run_dir / "config.yaml"), overrides=args.set)  # bad values: refused before loading
     ids, articles, table = _articles(args)
-    cfg, tuned, tokenizer = load_trained(run_dir, method, name)
+    cfg, tuned, tokenizer = load_trained(run_dir, method, name, args.set)
     bar = tqdm(total=len(articles), desc=f"{name}: summarize", unit="article", disable=args.quiet or not table)
     out = summarize_articles(cfg, tuned, tokenizer, articles, progress=bar)
     bar.close()

@@ -29,9 +29,11 @@ def split_target(target: str) -> tuple[Path, str, str]:
     return run_dir, name, record
 
 
-def load_trained(run_dir: Path, name: str, record: str | None = None) -> tuple[Config, TunedModel, object]:
-    """(config, TunedModel with the saved trained tensors, tokenizer) for a method (record) of a run."""
-    cfg = load_config(config_file=str(run_dir / "config.yaml"))
+def load_trained(run_dir: Path, name: str, record: str | None = None,
+                 overrides: list[str] | None = None) -> tuple[Config, TunedModel, object]:
+    """(config with `overrides` applied, TunedModel with the saved trained tensors, tokenizer) for a method (record)
+    of a run."""
+    cfg = load_config(config_file=str(run_dir / "config.yaml"), overrides=overrides or [])
     lm, tokenizer = load_model(cfg.model.name, cfg.model.trust_remote_code)
     return cfg, attach(run_dir, cfg, name, record, lm, tokenizer), tokenizer
 
