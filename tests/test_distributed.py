@@ -116,7 +116,7 @@ def test_a_method_failing_on_one_rank_is_failed_and_the_others_go_on(runs):
                 assert _close(rec["train"]["train_loss_per_step"], expected[name]["train"]["train_loss_per_step"])
 
 
-# FSDP is left out here: its kill-and-resume passed in this test and in 5 manual tries, but once the resumed job
+# FSDP is left out here: its kill-and-resume passed in this test and in 4 manual tries, but once the resumed job
 # hung after writing every record (both processes idle); until that is found, CI does not depend on it.
 @pytest.mark.parametrize("sharding", [[]], ids=["replicated"])
 def test_killed_job_resumes_to_the_same_results(runs, sharding):
