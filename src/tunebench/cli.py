@@ -77,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show_config = config_sub.add_parser("show", help="every setting: its value (after --preset, --config and "
                                         "--set), its type and what it does")
-    show_config.add_argument("--preset", choices=PRESETS, help="shipped settings (default: demo)")
-    show_config.add_argument("--config", help="a YAML file of settings, applied after the preset")
-    show_config.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="dotted overrides")
+    _config_args(show_config, run=False)
     data = sub.add_parser("data", help="look at the data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
