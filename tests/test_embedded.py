@@ -10,6 +10,7 @@ from tunebench.config import DataConfig, EvalConfig
 from tunebench.data import load_examples
 from tunebench.data.format import encode_prompt
 from tunebench.generate import generate_summaries
+from tunebench.models import load_model
 from tunebench.trained import load_trained
 
 pytestmark = pytest.mark.slow
@@ -74,3 +75,22 @@ def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method)
         expected = greedy_reference(tuned, prompt, 12, tokenizer.eos_token_id)
         assert text == tokenizer.decode(expected, skip_special_tokens=True).strip()
         assert count == min(len(expected) + 1, 12)
+
+
+@pytest.mark.parametrize("cut", ["first_line", "blank_line"])
+def test_decoding_ends_at_the_cut_with_the_same_text(real_run, cut):
+    """Zero-shot on real articles runs on past its first line; ending each summary where the cut ends it keeps the
+    text identical to decoding to the limit and cutting afterwards, with fewer tokens generated."""
+    from tunebench.generate import cut_text
+    from tunebench.methods import ZERO_SHOT
+
+    cfg, _, tokenizer = load_trained(real_run, "lora")
+    lm, _ = load_model(cfg.model.name)
+    tuned = ZERO_SHOT.build(lm, cfg, tokenizer)
+    articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:6]]
+    prompts = [encode_prompt(tokenizer, a, cfg.data.separator, 128) for a in articles]
+    full = generate_summaries(tuned, tokenizer, prompts, 3, EvalConfig(max_new_tokens=40, cut="eos"))
+    early = generate_summaries(tuned, tokenizer, prompts, 3, EvalConfig(max_new_tokens=40, cut=cut))
+    assert early.texts == [cut_text(tokenizer.decode(t, skip_special_tokens=True), cut) for t in full.tokens]
+    assert sum(early.new_tokens) < sum(full.new_tokens)  # some summary ended early
+    assert all(full.tokens[i][:len(t)] == t for i, t in enumerate(early.tokens))

@@ -5,13 +5,16 @@ import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 from matplotlib import image
 
 from tunebench.cli import main
-from tunebench.plots import OPTIONAL, PLOTS, pareto_front
+from tunebench.plots import PLOTS, lr_schedule, pareto_front, quality_vs_cost, resource_timelines, val_loss
+
+NOT_IN_SMOKE = {"lr_search.png"}  # the smoke run (2 epochs) searches no learning rate
 
 
 @pytest.fixture
@@ -20,7 +23,8 @@ def run(smoke_run):
 
 
 def test_every_plot_is_drawn_and_not_blank(run):
-    for name in set(PLOTS) - OPTIONAL:  # the smoke run searches no learning rate
+    assert {p.name for p in (run / "plots").iterdir()} == set(PLOTS) - NOT_IN_SMOKE
+    for name in set(PLOTS) - NOT_IN_SMOKE:
         path = run / "plots" / name
         assert path.stat().st_size > 5_000, name
         pixels = image.imread(path)
@@ -29,7 +33,7 @@ def test_every_plot_is_drawn_and_not_blank(run):
 
 def test_html_report_is_self_contained(run):
     text = (run / "report.html").read_text()
-    assert text.count('src="data:image/png;base64,') == len(PLOTS) - len(OPTIONAL)
+    assert text.count('src="data:image/png;base64,') == len(PLOTS) - len(NOT_IN_SMOKE)
     assert not re.search(r"(href|src)=\"(?!data:)", text)  # nothing to fetch: no links, scripts or files
     assert "http://" not in text and "https://" not in text
     data = json.loads((run / "results.json").read_text())
@@ -115,3 +119,140 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert pixels.shape[0] >= 1000
     assert pixels.std() > 0.05  # text, table and plots, not a blank page
     assert (np.abs(pixels - pixels[0, 0]).sum(axis=-1) > 0.1).mean() > 0.02
+
+
+class _Text(HTMLParser):
+    """The text of an HTML page by element: headings, paragraphs, cells, list items; image alts."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.found, self.alts = [], {"h": [], "p": [], "td": [], "li": []}, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.alts.append(dict(attrs)["alt"])
+        elif tag in ("h1", "h2", "p", "td", "th", "li"):
+            self.stack.append([tag, ""])
+
+    def handle_endtag(self, tag):
+        if self.stack and self.stack[-1][0] == tag:
+            kind, text = self.stack.pop()
+            self.found[{"h1": "h", "h2": "h", "th": "td"}.get(kind, kind)].append(" ".join(text.split()))
+
+    def handle_data(self, data):
+        if self.stack:
+            self.stack[-1][1] += data
+
+
+def _markdown_parts(text: str) -> dict:
+    found = {"h": [], "p": [], "td": [], "li": [], "img": []}
+    for line in text.splitlines():
+        line = line.replace("`", "")
+        if line.startswith("|---"):
+            continue
+        if line.startswith("#"):
+            found["h"].append(line.lstrip("# "))
+        elif line.startswith("|"):
+            found["td"] += [cell.strip() for cell in line.strip("|").split(" | ")]
+        elif line.startswith("- "):
+            found["li"].append(line[2:])
+        elif line.startswith("!["):
+            found["img"].append(line[2:line.index("](")])
+        elif line.strip():
+            found["p"].append(" ".join(line.split()))
+    return found
+
+
+def test_html_and_markdown_reports_hold_the_same_sections(run, tmp_path):
+    """Both come from one description of the sections: every heading, paragraph, table cell, list item and
+    figure of report.md is in report.html, in the same order of sections, and the HTML has no other section."""
+    md = _markdown_parts((run / "report.md").read_text())
+    page = _Text()
+    page.feed((run / "report.html").read_text())
+    assert md["h"] == page.found["h"]
+    for kind in ("p", "td", "li"):
+        assert md[kind] == page.found[kind], kind
+    assert md["img"] == page.alts and len(md["img"]) == len(set(PLOTS) - NOT_IN_SMOKE)
+    for needed in ("Where the time went", "Notes", "Which method to pick", "Every record", "Budget"):
+        assert needed in md["h"]
+    assert md["h"].index("Which method to pick") == 1  # the answer first: the quality-vs-cost picture and verdict
+    assert "quality_vs_cost" in (run / "report.md").read_text().split("## Every record")[0]
+    assert any(p.startswith("Decoding: greedy") or "Decoding: greedy" in p for p in md["p"])
+
+
+def _record(name, kind, rouge2, trained=True, epochs=1, samples=5):
+    per = {"mean": rouge2, "ci95": [rouge2 - 1, rouge2 + 1]}
+    rec = {"name": name, "kind": kind, "status": "SUCCESS", "method": name,
+           "eval": {"rouge": {k: per for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}},
+           "params": {"trainable": 1000 if trained else 0},
+           "phases": {"generation": {"wall_s": 2.0, "peak_rss_mb": 100.0,
+                                     "samples": [{"t_s": i, "cpu_pct": 90.0, "rss_mb": 100.0}
+                                                 for i in range(samples)]}}}
+    if trained:
+        rec["train"] = {"train_time_s": 10.0, "lr_per_step": [1e-4, 5e-5, 0.0], "val_loss_per_epoch": [1.0] * epochs,
+                        "train_loss_per_step": [2.0, 1.5, 1.0], "train_tokens": 300}
+    return rec
+
+
+def test_plots_are_drawn_only_where_they_carry_information(tmp_path):
+    baselines = {"records": [_record("zero-shot", "baseline", 3.0, trained=False),
+                             _record("lead-1", "baseline", 5.0, trained=False, samples=1)]}
+    assert quality_vs_cost(baselines, tmp_path / "q.png") is None  # nothing trained: no cost to plot against
+    assert lr_schedule(baselines, tmp_path / "l.png") is None
+    one_epoch = {"records": [*baselines["records"], _record("lora", "method", 4.0)]}
+    assert val_loss(one_epoch, tmp_path / "v.png") is None  # one point per method: the table says it
+    assert val_loss({"records": [_record("lora", "method", 4.0, epochs=2)]}, tmp_path / "v.png") is not None
+    assert quality_vs_cost(one_epoch, tmp_path / "q.png") is not None
+    assert resource_timelines({"records": [_record("lead-1", "baseline", 5.0, False, samples=1)]},
+                              tmp_path / "r.png") is None
+
+
+def test_tensorboard_holds_hparams_and_predictions(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb" / "lora"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert "test/predictions/text_summary" in events.Tags()["tensors"]
+    shown = events.Tensors("test/predictions/text_summary")[0].tensor_proto.string_val[0].decode()
+    first = json.loads((run / "lora" / "predictions.jsonl").read_text().splitlines()[0])
+    assert first["prediction"] in shown and first["reference"] in shown
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert info.hparams["record"].string_value == "lora"
+    data = json.loads((run / "results.json").read_text())
+    lora = next(r for r in data["records"] if r["name"] == "lora")
+    assert info.hparams["train.lr"].number_value == pytest.approx(lora["train"]["lr"])
+    assert info.hparams["method.r"].number_value == lora["settings"]["r"]
+
+
+def test_merge_refuses_runs_that_cannot_be_compared(run, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    data = json.loads((run / "results.json").read_text())
+    data["config"]["model"]["name"] = "random:gpt2-tiny"
+    data["config"]["eval"]["max_new_tokens"] = 99
+    (other / "results.json").write_text(json.dumps(data))
+    assert main(["report", str(run), str(other), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model random:llama-tiny vs random:gpt2-tiny" in err
+    assert "--allow-different" in err and not (tmp_path / "m").exists()
+    # allowed: every row labelled by run, the differences named, no seed pooling across runs
+    assert main(["report", str(run), str(other), "--out", str(tmp_path / "m"), "--allow-different"]) == 0
+    text = (tmp_path / "m" / "report.md").read_text()
+    assert "The runs differ in: s vs other: model random:llama-tiny vs random:gpt2-tiny; " in text
+    assert "eval.max_new_tokens 8 vs 99" in text
+    assert "| s/lora | SUCCESS |" in text and "| other/lora | SUCCESS |" in text
+    assert "## Across seeds" not in text  # s/lora and other/lora are not two seeds of one method
+
+
+def test_merge_never_writes_into_a_run(run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(run / "results.json", copy / "results.json")
+    before = (copy / "results.json").read_bytes()
+    for out in (copy, run):
+        assert main(["report", str(run), str(copy), "--out", str(out)]) == 2
+        assert "already holds results" in capsys.readouterr().err
+    assert (copy / "results.json").read_bytes() == before

@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.md, report.html, plots and TensorBoard logs from "
                             "results.json; several runs are merged into one comparison")
     report.add_argument("runs", nargs="+", help="run folders")
-    report.add_argument("--out", help="folder for a merged report (default: runs/merged-<timestamp>)")
+    report.add_argument("--out", help="a new folder for a merged report (default: runs/merged-<timestamp>); never "
+                        "a folder that holds results")
+    report.add_argument("--allow-different", action="store_true", help="merge runs that differ in model, test "
+                        "articles, decoding or data: rows labelled by run, differences named in the report")
     sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
     config = sub.add_parser("config", help="look at the settings")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -82,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
     _config_args(show, run=False)
+    show.add_argument("--estimate", action="store_true", help="also estimate how long `compare` takes on this "
+                      "machine, from a few training steps and one generation batch per method (loads the model)")
     return parser
 
 
@@ -267,7 +272,14 @@ def cmd_config_show(args: argparse.Namespace) -> None:
 def cmd_data_show(args: argparse.Namespace) -> None:
     from tunebench.data.show import describe_data
 
-    print(describe_data(load_config(args.preset or ("demo" if not args.config else None), args.config, args.set)))
+    cfg = load_config(args.preset or ("demo" if not args.config else None), args.config, args.set)
+    print(describe_data(cfg))
+    if args.estimate:
+        from tunebench.estimate import estimate_run
+
+        print(estimate_run(cfg))
+    else:
+        print("(add --estimate for the time a comparison takes on this machine, measured from a few steps)")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -276,12 +288,18 @@ def cmd_report(args: argparse.Namespace) -> None:
     from tunebench.results import merge_results, read_results
 
     runs = [Path(r) for r in args.runs]
-    loaded = [(run.name, read_results(run)) for run in runs]
+    loaded = [(run.resolve().name, read_results(run)) for run in runs]
     if len(loaded) == 1:
+        if args.out or args.allow_different:
+            raise TunebenchError("--out and --allow-different go with several runs to merge; one run's report is "
+                                 "rebuilt in its own folder")
         out, data = runs[0], loaded[0][1]
     else:
         out = Path(args.out) if args.out else Path("runs") / f"merged-{datetime.now():%Y%m%d-%H%M%S}"
-        data = merge_results(loaded)
+        if (out / "results.json").exists() or out.resolve() in {run.resolve() for run in runs}:
+            raise TunebenchError(f"--out {out} already holds results; a merged report goes to a new folder (it never "
+                                 "writes into a run)")
+        data = merge_results(loaded, args.allow_different)
         atomic_write_json(out / "results.json", data)
     write_outputs(data, out)
     print(f"tunebench: wrote {out}/report.md, report.html, plots/, tb/")

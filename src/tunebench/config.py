@@ -112,6 +112,9 @@ class TrainConfig:
     dist_timeout_s: float = 1800.0
     """Under torchrun: seconds any collective waits for the other ranks before the job ends with an error (a rank
     that died or hangs)."""
+    validate_one_epoch: bool = False
+    """The validation loss after each epoch picks the best epoch; with a single epoch there is nothing to pick, so
+    it is skipped (saving its time) unless this is true. A learning-rate search always validates."""
 
 
 @dataclass

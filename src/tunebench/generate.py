@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria
 
 from tunebench import distributed
 from tunebench.config import EvalConfig
@@ -23,7 +23,7 @@ class Generated:
     hit_max: list[bool]
     """Whether a summary ran to max_new_tokens without an EOS."""
     tokens: list[list[int]]
-    """The generated token ids before EOS (before any text cut)."""
+    """The generated token ids before EOS, or up to the line break where decoding ended for the cut (`AtCut`)."""
 
 
 def cut_text(text: str, cut: str, max_sentences: int | None = None) -> str:
@@ -50,6 +50,31 @@ def generation_config(tokenizer, settings: EvalConfig) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=settings.max_new_tokens, do_sample=False, num_beams=settings.num_beams,
                             no_repeat_ngram_size=settings.no_repeat_ngram_size, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id, **extra)
+
+
+class AtCut(StoppingCriteria):
+    """Ends each greedy sequence as soon as its text is complete for the cut: a first non-empty line ended
+    (`first_line`), or a blank line after some text (`blank_line`). What follows would be cut away, so the kept
+    text is the same as when decoding on to max_new_tokens, only sooner (zero-shot otherwise runs to the limit
+    on every article although only its first line is kept). `stopped[row]` holds how many tokens a row had
+    when it was ended here (the rest of its row is padding)."""
+
+    def __init__(self, tokenizer, cut: str, rows: int):
+        self.tokenizer, self.marker = tokenizer, "\n" if cut == "first_line" else "\n\n"
+        self.stopped: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        # input_ids: the new tokens only (generation starts from embeddings); a row is checked when its last
+        # token holds a line break, so most steps decode nothing
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row, last in enumerate(input_ids[:, -1].tolist()):
+            if self.stopped[row] is not None:
+                done[row] = True
+            elif "\n" in self.tokenizer.decode([last]):
+                text = self.tokenizer.decode(input_ids[row].tolist(), skip_special_tokens=True)
+                if self.marker in text.lstrip():
+                    self.stopped[row], done[row] = input_ids.shape[1], True
+        return done
 
 
 def until_eos(tokens: list[int], eos_id: int) -> list[int]:
@@ -83,15 +108,20 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
         chunk = order[start:start + batch_size]
         with deferred.guard():
             ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
+            # greedy only: with beams a criterion would end hypotheses, not summaries
+            at_cut = AtCut(tokenizer, settings.cut, len(chunk)) \
+                if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
             with autocast or nullcontext():
-                out = model.generate(ids.to(device), mask.to(device), config)
+                out = model.generate(ids.to(device), mask.to(device), config,
+                                     stopping_criteria=[at_cut] if at_cut else None)
             for row, index in enumerate(chunk):
-                tokens = until_eos(out[row].tolist(), tokenizer.eos_token_id)
+                stopped = at_cut.stopped[row] if at_cut else None
+                tokens = until_eos(out[row, :stopped].tolist(), tokenizer.eos_token_id)
                 token_ids[index] = tokens
                 texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
                                         settings.max_sentences)
-                counts[index] = min(len(tokens) + 1, max_new_tokens)
-                hit[index] = len(tokens) >= max_new_tokens
+                counts[index] = stopped or min(len(tokens) + 1, max_new_tokens)  # + 1: the EOS
+                hit[index] = stopped is None and len(tokens) >= max_new_tokens
         if progress is not None:
             progress.update(len(chunk))
     rows = distributed.gather([(texts[i], counts[i], hit[i], token_ids[i]) for i in order], order, len(prompts),

@@ -1,40 +1,55 @@
-"""A self-contained report.html: the comparison table, the verdicts and every plot embedded (no external files)."""
+"""A self-contained report.html (plots embedded, nothing fetched), rendered from the same sections as report.md."""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 from tunebench.cache import atomic_write_text
-from tunebench.report import HEADER, advice, below_zero_shot, comparisons, evaluation_line, table_rows
+from tunebench.report import Figure, Items, Para, Table, sections
 
-STYLE = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}
+STYLE = """body{font-family:sans-serif;margin:2em;color:#222;max-width:1300px}
+table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-th{background:#f0f0f0}img{max-width:100%;margin:1em 0;border:1px solid #eee}li{margin:.3em 0}"""
+th{background:#f0f0f0}img{max-width:100%;margin:1em 0;border:1px solid #eee}li{margin:.3em 0}
+.side{display:flex;gap:2em;align-items:flex-start}.side>figure{flex:3;margin:0}.side>p{flex:2;font-size:1.1em}
+figcaption{font-size:12px;color:#555}"""
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+def inline(text: str) -> str:
+    """Escaped text with `code` spans as <code>."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+def _block(block, plot_dir: Path) -> str:
+    if isinstance(block, Para):
+        return f"<p>{inline(block.text)}</p>"
+    if isinstance(block, Table):
+        head = "".join(f"<th>{inline(h)}</th>" for h in block.header)
+        body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+    if isinstance(block, Items):
+        return "<ul>" + "".join(f"<li>{inline(line)}</li>" for line in block.lines) + "</ul>"
+    if isinstance(block, Figure):
+        data = base64.b64encode((plot_dir / block.file).read_bytes()).decode("ascii")
+        return (f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{inline(block.caption)}</figcaption></figure>")
+    raise TypeError(f"unknown report block {block!r}")
 
 
 def render_html(data: dict, plots: list[Path]) -> str:
-    cfg, facts = data["config"], data["data"]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(data))
-    verdicts = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in comparisons(data))
-    pick = "".join(f"<p>{html.escape(line)}</p>" for line in advice(data) + below_zero_shot(data))
+    plot_dir = plots[0].parent if plots else Path(".")
+    parts = []
+    for i, section in enumerate(sections(data, [p.name for p in plots])):
+        body = "".join(_block(block, plot_dir) for block in section.blocks)
+        if section.side_by_side:
+            body = f'<div class="side">{body}</div>'
+        parts.append(f"<h{1 if i == 0 else 2}>{inline(section.title)}</h{1 if i == 0 else 2}>{body}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench comparison</title><style>{STYLE}</style></head>
-<body><h1>tunebench comparison</h1>
-<p>Model <code>{html.escape(cfg['model']['name'])}</code>; data <code>{html.escape(facts['source'])}</code>,
-test {facts['split_sizes']['test']} articles. ROUGE F1 x 100, mean [95% bootstrap CI].</p>
-{''.join(f"<p>{html.escape(line)}</p>" for line in evaluation_line(data) if line)}
-<table><tr>{head}</tr>{body}</table>
-<h2>Which method to pick</h2>{pick}
-<h2>Which differences are significant</h2><ul>{verdicts}</ul>
-<h2>Plots</h2>{''.join(_img(p) for p in plots)}
+<body>{''.join(parts)}
 </body></html>
 """
 

@@ -13,10 +13,10 @@ import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
+from tunebench.report import LABELS  # noqa: E402
+from tunebench.verdict import COMPARED_KEYS, peak_rss_mb  # noqa: E402
 from tunebench.verdict import pareto_front as _front  # noqa: E402
-from tunebench.verdict import peak_rss_mb  # noqa: E402
 
-LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
 FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",
          **{m.name: m.colour for m in METHODS.values()}}
 SPARE = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#ff7f0e"]
@@ -74,9 +74,11 @@ def loss_curves(data: dict, path: Path) -> Path | None:
 
 
 def _per_step_series(data: dict, path: Path, key: str, xlabel: str, ylabel: str, title: str,
-                     marker: str | None = None, size: tuple[float, float] = (6, 4)) -> Path | None:
-    """One line per method of a list kept in its training record (indexed from 1); None when no record has it."""
-    if not _trained(data, key):
+                     marker: str | None = None, size: tuple[float, float] = (6, 4), log: bool = False,
+                     min_points: int = 1) -> Path | None:
+    """One line per method of a list kept in its training record (indexed from 1); None when no record has at
+    least `min_points` values."""
+    if not any(len((rec.get("train") or {}).get(key) or []) >= min_points for rec in _ok(data)):
         return None
     fig, ax = plt.subplots(figsize=size)
     for rec in _ok(data):
@@ -84,13 +86,16 @@ def _per_step_series(data: dict, path: Path, key: str, xlabel: str, ylabel: str,
         if values:
             ax.plot(range(1, len(values) + 1), values, marker=marker, color=colour(rec), label=rec["name"])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if log:
+        ax.set_yscale("log", nonpositive="mask")  # the schedule's final 0 is not drawn
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 def val_loss(data: dict, path: Path) -> Path | None:
+    """Only with two epochs or more: one point per method says nothing a table does not (the report lists it)."""
     return _per_step_series(data, path, "val_loss_per_epoch", "epoch", "validation loss (nats / summary token)",
-                            "Validation loss per epoch", marker="o")
+                            "Validation loss per epoch", marker="o", min_points=2)
 
 
 def rouge_bars(data: dict, path: Path) -> Path:
@@ -128,29 +133,45 @@ def cost_of(rec: dict, what: str) -> float | None:
     return peak_rss_mb(rec)
 
 
-def quality_vs_cost(data: dict, path: Path) -> Path:
-    """R-2 against trainable parameters (log), training time and peak memory; the Pareto front dashed."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, (what, label) in zip(axes, (("params", "trainable parameters (log)"), ("time", "training time (s)"),
-                                        ("memory", "peak RSS (MB)")), strict=True):
-        recs = [r for r in _ok(data) if cost_of(r, what) is not None]
-        costs = [cost_of(r, what) for r in recs]
-        quality = [r["eval"]["rouge"]["rouge2"]["mean"] for r in recs]
-        for rec, c, q in zip(recs, costs, quality, strict=True):
-            ax.scatter(c, q, color=colour(rec), s=60, label=rec["name"], zorder=3)
-        front = pareto_front(costs, quality) if recs else []
-        ax.plot([costs[i] for i in front], [quality[i] for i in front], "k--", linewidth=1, label="Pareto front")
-        if what == "params":
-            ax.set_xscale("log")
-        ax.set(xlabel=label, ylabel="R-2 (F1 x 100)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Quality against cost")
+def quality_vs_cost(data: dict, path: Path) -> Path | None:
+    """Each compared ROUGE (rows) against trainable parameters (log), training time and peak memory (columns):
+    means with 95% intervals on an axis from 0, baselines as horizontal lines (they cost no training), the Pareto
+    front of the means dashed. None when nothing was trained."""
+    trained = [r for r in _ok(data) if r.get("train")]
+    if not trained:
+        return None
+    baselines = [r for r in _ok(data) if not r.get("train")]
+    fig, grid = plt.subplots(len(COMPARED_KEYS), 3, figsize=(13, 3.2 * len(COMPARED_KEYS)), sharey="row",
+                             squeeze=False)
+    costs_of = {"params": "trainable parameters (log)", "time": "training time (s)", "memory": "peak RSS (MB)"}
+    for row, key in enumerate(COMPARED_KEYS):
+        top = max(r["eval"]["rouge"][key]["ci95"][1] for r in _ok(data))
+        for ax, (what, label) in zip(grid[row], costs_of.items(), strict=True):
+            costs = [cost_of(r, what) for r in trained]
+            quality = [r["eval"]["rouge"][key]["mean"] for r in trained]
+            for rec, c, q in zip(trained, costs, quality, strict=True):
+                low, high = rec["eval"]["rouge"][key]["ci95"]
+                ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
+                            label=rec["name"], zorder=3)
+            for rec in baselines:
+                ax.axhline(rec["eval"]["rouge"][key]["mean"], color=colour(rec), linestyle=":", linewidth=1.5,
+                           label=f"{rec['name']} (baseline)")
+            front = pareto_front(costs, quality)
+            ax.plot([costs[i] for i in front], [quality[i] for i in front], "k--", linewidth=1, label="Pareto front")
+            if what == "params":
+                ax.set_xscale("log")
+            ax.set_ylim(0, top * 1.1 + 0.5)
+            ax.set(xlabel=label if row == len(COMPARED_KEYS) - 1 else "")
+        grid[row][0].set_ylabel(f"{LABELS[key]} (F1 x 100)")
+    grid[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Quality (mean, 95% interval) against cost; dotted: baselines")
     return _save(fig, path)
 
 
-def resource_timelines(data: dict, path: Path) -> Path:
-    """CPU % of this process and its RSS over each method's phases, end to end."""
-    fig, (cpu_ax, mem_ax) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+def resource_timelines(data: dict, path: Path) -> Path | None:
+    """CPU % of this process and its RSS over each record's phases, end to end; only records sampled at least
+    twice (a baseline that ends in a moment draws nothing and is left out of the legend). None if none was."""
+    series = []
     for rec in _ok(data):
         offset, times, cpu, rss = 0.0, [], [], []
         for phase in rec.get("phases", {}).values():
@@ -159,18 +180,26 @@ def resource_timelines(data: dict, path: Path) -> Path:
                 cpu.append(sample["cpu_pct"])
                 rss.append(sample["rss_mb"])
             offset += phase["wall_s"]
-        if times:
-            cpu_ax.plot(times, cpu, color=colour(rec), label=rec["name"])
-            mem_ax.plot(times, rss, color=colour(rec))
-    cpu_ax.set(ylabel="CPU % (100 = one core)", title="Resources over each method's run")
-    mem_ax.set(xlabel="seconds since the method started", ylabel="RSS (MB)")
+        if len(times) >= 2:
+            series.append((rec, times, cpu, rss))
+    if not series:
+        return None
+    fig, (cpu_ax, mem_ax) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for rec, times, cpu, rss in series:
+        cpu_ax.plot(times, cpu, color=colour(rec), label=rec["name"])
+        mem_ax.plot(times, rss, color=colour(rec))
+    cpu_ax.set(ylabel="CPU % (100 = one core)", title="Resources over each record's run")
+    mem_ax.set(xlabel="seconds since the record started", ylabel="RSS (MB)")
+    mem_ax.set_ylim(bottom=0)
+    cpu_ax.set_ylim(bottom=0)
     cpu_ax.legend(fontsize=8)
     return _save(fig, path)
 
 
 def lr_schedule(data: dict, path: Path) -> Path | None:
-    return _per_step_series(data, path, "lr_per_step", "optimizer step", "learning rate", "Learning-rate schedule",
-                            size=(6, 3.5))
+    """Log scale: methods' peak rates differ by orders of magnitude (a soft prompt's 3e-2, LoRA's 5e-4)."""
+    return _per_step_series(data, path, "lr_per_step", "optimizer step", "learning rate (log)",
+                            "Learning-rate schedule", size=(6, 3.5), log=True)
 
 
 def lr_search(data: dict, path: Path) -> Path | None:
@@ -197,13 +226,16 @@ def lr_search(data: dict, path: Path) -> Path | None:
 PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
          "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
          "lr_search.png": lr_search}
-OPTIONAL = {"lr_search.png"}
-"""Plots drawn only when the run has what they show, beyond training records (which a folder written by
-`evaluate --data` lacks: then no training plot is drawn)."""
+"""Every plot; each is drawn only where it carries information (its function returns None otherwise): nothing
+about training for a folder written by `evaluate --data`, no validation curve for one epoch, no search plot
+without a search."""
 
 
 def draw_all(data: dict, folder: Path) -> list[Path]:
     """Every plot that has something to show into `folder`; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = [draw(data, folder / name) for name, draw in PLOTS.items()]
+    for name in PLOTS:  # a plot that no longer carries information is not left from an earlier drawing
+        if folder / name not in drawn:
+            (folder / name).unlink(missing_ok=True)
     return [path for path in drawn if path is not None]

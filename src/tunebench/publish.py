@@ -16,8 +16,10 @@ def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
     Only the writer process (rank 0 under torchrun) writes."""
     if not is_writer():
         return
-    write_report(data, run_dir / "report.md")
-    if figures:
-        plots = draw_all(data, run_dir / "plots")
-        write_html(data, plots, run_dir / "report.html")
-        write_tensorboard(data, run_dir / "tb")
+    if not figures:
+        write_report(data, run_dir / "report.md")
+        return
+    plots = draw_all(data, run_dir / "plots")
+    write_report(data, run_dir / "report.md", [p.name for p in plots])
+    write_html(data, plots, run_dir / "report.html")
+    write_tensorboard(data, run_dir / "tb")

@@ -1,7 +1,13 @@
-"""results.json -> report.md. Every figure in the report is read from (or computed from) the results file."""
+"""results.json -> the report's sections, rendered as report.md here and as report.html in html_report.py.
+
+One description of the document (`sections`) feeds both renderers, so the two never drift apart; every figure in
+it is read from (or computed from) the results file.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +17,40 @@ from tunebench.methods import ZERO_SHOT
 from tunebench.metrics import ROUGE_KEYS
 from tunebench.published import PUBLISHED, dataset_key
 from tunebench.verdict import peak_rss_mb, significant
+
+
+@dataclass
+class Para:
+    text: str
+    """One paragraph; `code` spans in backticks."""
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Items:
+    lines: list[str]
+    """A bulleted list."""
+
+
+@dataclass
+class Figure:
+    file: str
+    """The plot's file name in the run's plots/ folder."""
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)
+    side_by_side: bool = False
+    """HTML puts the blocks next to each other (the lead picture beside its verdict)."""
+
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
 HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl", "trainable params",
@@ -51,13 +91,14 @@ def table_rows(data: dict) -> list[list[str]]:
     return rows
 
 
-def seed_summary(data: dict) -> list[str]:
-    """Mean +- std across seeds for every method run with more than one seed."""
+def seed_summary(data: dict) -> list[Section]:
+    """Mean +- std across seeds for every method run with more than one seed (in merged runs, per run: records
+    of two runs are never pooled)."""
     by_method: dict[str, list[dict]] = {}
     for rec in data["records"]:
         if rec["status"] == "SUCCESS" and rec["kind"] == "method":
-            by_method.setdefault(rec.get("method", rec["name"]), []).append(rec)
-    lines = []
+            by_method.setdefault(rec["name"].split("@", 1)[0], []).append(rec)
+    rows = []
     for method, recs in by_method.items():
         if len(recs) < 2:
             continue
@@ -66,11 +107,11 @@ def seed_summary(data: dict) -> list[str]:
             values = np.array([r["eval"]["rouge"][key]["mean"] for r in recs])
             cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
         seeds = ", ".join(str(r.get("seed")) for r in recs)
-        lines.append(f"| {method} | {len(recs)} ({seeds}) | " + " | ".join(cells) + " |")
-    if not lines:
+        rows.append([method, f"{len(recs)} ({seeds})", *cells])
+    if not rows:
         return []
-    return ["", "## Across seeds", "", "Mean ± standard deviation of the per-seed means above.", "",
-            "| method | seeds | R-1 | R-2 | R-L | R-Lsum |", "|---|---|---|---|---|---|", *lines]
+    return [Section("Across seeds", [Para("Mean ± standard deviation of the per-seed means above."),
+                                     Table(["method", "seeds", "R-1", "R-2", "R-L", "R-Lsum"], rows)])]
 
 
 def _difference_words(test: dict) -> str:
@@ -88,7 +129,7 @@ def comparisons(data: dict) -> list[str]:
     pairs: dict[tuple[str, str], list[str]] = {}
     for test in data.get("comparisons", []):
         pairs.setdefault((test["a"], test["b"]), []).append(_difference_words(test))
-    return [f"- {a} vs {b}: " + "; ".join(parts) + "." for (a, b), parts in pairs.items()]
+    return [f"{a} vs {b}: " + "; ".join(parts) + "." for (a, b), parts in pairs.items()]
 
 
 def advice(data: dict) -> list[str]:
@@ -132,45 +173,46 @@ def _data_line(facts: dict) -> str:
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
 
 
-def _published(facts: dict) -> list[str]:
+def _published(facts: dict) -> list[Section]:
     rows = PUBLISHED.get(dataset_key(facts["source"]) or "", [])
     if not rows:
         return []
-    return ["", "## Published figures (not measured here)", "",
-            "From the papers below, on the dataset's full test set with other models and settings: context "
-            "for the rows above, not a like-for-like comparison.", "",
-            "| system | R-1 | R-2 | R-Lsum | source |", "|---|---|---|---|---|",
-            *[f"| {name} | {r1:.2f} | {r2:.2f} | {rl:.2f} | {src} |" for name, r1, r2, rl, src in rows]]
+    return [Section("Published figures (not measured here)", [
+        Para("From the papers below, on the dataset's full test set with other models and settings: context for "
+             "the rows above, not a like-for-like comparison."),
+        Table(["system", "R-1", "R-2", "R-Lsum", "source"],
+              [[name, f"{r1:.2f}", f"{r2:.2f}", f"{rl:.2f}", src] for name, r1, r2, rl, src in rows])])]
 
 
-def _notes(data: dict) -> list[str]:
+def _notes(data: dict) -> list[Section]:
     notes = []
     for rec in data["records"]:
         if rec["status"] == "FAILED":
-            notes.append(f"- {rec['name']} FAILED: {rec.get('error')}")
-        notes += [f"- {rec['name']}: {note}" for note in rec.get("notes", [])]
+            notes.append(f"{rec['name']} FAILED: {rec.get('error')}")
+        notes += [f"{rec['name']}: {note}" for note in rec.get("notes", [])]
         ranked = [(name, p) for name, p in rec.get("phases", {}).items() if p.get("ranks")]
         if ranked:
-            notes.append(f"- {rec['name']}: peak RSS is the largest of {len(ranked[0][1]['ranks'])} processes'; all "
+            notes.append(f"{rec['name']}: peak RSS is the largest of {len(ranked[0][1]['ranks'])} processes'; all "
                          "together: " + ", ".join(f"{name} {p['peak_rss_mb_sum']:,.0f} MB" for name, p in ranked)
                          + ".")
         if rec.get("train"):
             t = rec["train"]
-            notes.append(f"- {rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "
-                         f"(step {t['best_step']}, validation loss {t['best_val_loss']:.3f}); "
-                         f"settings {rec.get('settings')}.")
+            val = "" if t.get("best_val_loss") is None or math.isnan(t["best_val_loss"]) else \
+                f", validation loss {t['best_val_loss']:.3f}"
+            notes.append(f"{rec['name']}: lr {t['lr']:g}, {t['steps']} steps, best epoch {t['best_epoch']} "
+                         f"(step {t['best_step']}{val}); settings {rec.get('settings')}.")
             cache = t.get("frozen_cache") or {}
             if cache:
                 how = "reused from an earlier run" if cache.get("reused") else f"computed in {cache['build_s']:.1f} s"
                 blocks = f"{cache['frozen_blocks']} frozen lower block{'s' if cache['frozen_blocks'] != 1 else ''}"
-                notes.append(f"- {rec['name']}: the {blocks} ran once per "
+                notes.append(f"{rec['name']}: the {blocks} ran once per "
                              f"example, not once per epoch: their output ({cache['bytes'] / 2**20:,.0f} MiB for "
                              f"training, {cache['where']}) was {how}, counted in 'train s', and fed to the "
                              "trained blocks at every step.")
-    return ["", "## Notes", "", *notes] if notes else []
+    return [Section("Notes", [Items(notes)])] if notes else []
 
 
-def phase_rows(data: dict) -> list[str]:
+def phase_rows(data: dict) -> list[Section]:
     """Where the time went: wall seconds per record and phase, from the results file."""
     rows, total = [], data.get("prepare_s") or 0.0
     for rec in data["records"]:
@@ -180,21 +222,20 @@ def phase_rows(data: dict) -> list[str]:
         setup, gen = phases.get("setup", {}).get("wall_s", 0.0), phases.get("generation", {}).get("wall_s", 0.0)
         fit, search = phases.get("train", {}).get("wall_s", 0.0), phases.get("search", {}).get("wall_s", 0.0)
         val = train.get("val_time_s", 0.0)
-        rows.append(f"| {rec['name']} | {setup:.1f} | {search:.1f} | {fit - val:.1f} | {val:.1f} | {gen:.1f} | "
-                    f"{setup + search + fit + gen:.1f} |")
+        rows.append([rec["name"], *(f"{x:.1f}" for x in (setup, search, fit - val, val, gen,
+                                                           setup + search + fit + gen))])
         total += setup + search + fit + gen
     if not rows:
         return []
     head = f"Loading and encoding the data and the model took {data['prepare_s']:.1f} s. " if data.get("prepare_s") \
         else ""
-    return ["", "## Where the time went", "",
-            f"{head}Wall seconds per phase ('search': the learning-rate trials; 'train' without the per-epoch "
-            f"validation; 'generate' includes scoring); all phases together: {total:.0f} s.", "",
-            "| record | setup | search | train | validation | generate | total |", "|---|---|---|---|---|---|---|",
-            *rows]
+    return [Section("Where the time went", [
+        Para(f"{head}Wall seconds per phase ('search': the learning-rate trials; 'train' without the per-epoch "
+             f"validation; 'generate' includes scoring); all phases together: {total:.0f} s."),
+        Table(["record", "setup", "search", "train", "validation", "generate", "total"], rows)])]
 
 
-def budget_rows(data: dict) -> list[str]:
+def budget_rows(data: dict) -> list[Section]:
     """What was equal for every method, and what each one used of it."""
     trained = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("train")]
     budgets = {(r["train"].get("budget") or {}).get("kind") for r in trained}
@@ -207,15 +248,16 @@ def budget_rows(data: dict) -> list[str]:
     for rec in trained:
         t = rec["train"]
         chosen = " (searched)" if rec.get("search") else ""
-        rows.append(f"| {rec['name']} | {t['lr']:.3g}{chosen} | {t['steps']} | "
-                    f"{t['steps'] / t['budget']['steps_per_epoch']:.2f} | {t['train_tokens']:,} | "
-                    f"{t['train_time_s']:.0f} |")
-    return ["", "## Budget", "", f"Every method had the same {unit.get(first['kind'], first['kind'])}: "
-            f"{first['amount']:,}. What each used:", "",
-            "| method | lr | steps | epochs | training tokens | train s |", "|---|---|---|---|---|---|", *rows]
+        rows.append([rec["name"], f"{t['lr']:.3g}{chosen}", str(t["steps"]),
+                     f"{t['steps'] / t['budget']['steps_per_epoch']:.2f}", f"{t['train_tokens']:,}",
+                     f"{t['train_time_s']:.0f}"])
+    return [Section("Budget", [
+        Para(f"Every method had the same {unit.get(first['kind'], first['kind'])}: {first['amount']:,}. "
+             "What each used:"),
+        Table(["method", "lr", "steps", "epochs", "training tokens", "train s"], rows)])]
 
 
-def search_rows(data: dict) -> list[str]:
+def search_rows(data: dict) -> list[Section]:
     """The learning-rate search per method: validation loss of every trial, the chosen rate, the cost."""
     searched = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("search")]
     if not searched:
@@ -225,14 +267,13 @@ def search_rows(data: dict) -> list[str]:
         s = rec["search"]
         tried = ", ".join(f"{t['lr']:.3g}: {t['val_loss']:.3f}" if t["state"] == "COMPLETE" else
                           f"{t['lr']:.3g}: {t['state'].lower()}" for t in s["trials"])
-        rows.append(f"| {rec['name']} | {tried} | {s['best_lr']:.3g} | {s['trial_steps']} | {s['seconds']:.0f} |")
-    return ["", "## Learning-rate search", "",
+        rows.append([rec["name"], tried, f"{s['best_lr']:.3g}", str(s["trial_steps"]), f"{s['seconds']:.0f}"])
+    return [Section("Learning-rate search", [Para(
             "Each trial trained a fresh copy for at most the first 'trial steps' of the budget, with the budget's "
             "schedule, and was scored on validation loss (never the test set); trials that trailed the others at "
             "a check were stopped early (successive halving). The chosen rate then trained the whole budget. "
-            "'search s' is not in 'train s'.", "",
-            "| method | learning rate: validation loss | chosen | trial steps | search s |", "|---|---|---|---|---|",
-            *rows]
+            "'search s' is not in 'train s'."),
+        Table(["method", "learning rate: validation loss", "chosen", "trial steps", "search s"], rows)])]
 
 
 def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
@@ -261,44 +302,93 @@ def evaluation_line(data: dict) -> list[str]:
     return [f"Scored on other data: `{origin['record']}` was trained in `{origin['run']}` on `{origin['trained_on']}` "
             f"({origin['trained_pairs']} pairs) and is scored here on `{origin['scored_on']}`"
             + (f", leaving out the {left_out} pairs that run trained or validated on" if left_out else "")
-            + "; nothing was trained for this report.", ""]
+            + "; nothing was trained for this report."]
 
 
-def render_markdown(data: dict) -> str:
+FIGURES = {"quality_vs_cost.png": "Quality (95% intervals) against the cost of each trained method; baselines as "
+                                   "horizontal lines",
+           "rouge.png": "ROUGE per record with 95% bootstrap intervals",
+           "loss_curves.png": "Training loss against training tokens",
+           "val_loss.png": "Validation loss per epoch",
+           "lr_schedule.png": "Learning rate per optimizer step (log scale)",
+           "lr_search.png": "Learning-rate search: validation loss per trial",
+           "resources.png": "CPU and memory over each record's run"}
+"""Caption of each plot the report shows, in the order shown (the first beside the verdict)."""
+LEAD_FIGURE = "quality_vs_cost.png"
+
+
+def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
+    """The report as a list of sections; the first is the title with the lead paragraphs. `plots`: the plot files
+    drawn (names in plots/), shown where they belong; none while a run is still adding records."""
     cfg, facts, env = data["config"], data["data"], data["environment"]
+    plots = plots or []
     ev = cfg["eval"]
     decoding = "greedy" if ev["num_beams"] == 1 else f"beam search ({ev['num_beams']} beams)"
-    out = ["# tunebench comparison", "",
-           f"Model `{cfg['model']['name']}`; data `{facts['source']}` ("
-           + ("" if data.get("evaluation") else f"train {facts['split_sizes']['train']}, validation "
-              f"{facts['split_sizes']['val']}, ")
-           + f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
-           f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
-           + (f" per process, {env['processes']} processes (torchrun, data parallel)" if env.get("processes", 1) > 1
-              else "") + ".", "",
-           _data_line(facts), "", *evaluation_line(data),
-           f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
-           f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
-           "'gen tokens' is the mean generated length and the share of summaries that hit the limit.", "",
-           "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    out += ["| " + " | ".join(row) + " |" for row in table_rows(data)]
-    out += seed_summary(data)
+    lead = [Para(f"Model `{cfg['model']['name']}`; data `{facts['source']}` ("
+                 + ("" if data.get("evaluation") else f"train {facts['split_sizes']['train']}, validation "
+                    f"{facts['split_sizes']['val']}, ")
+                 + f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
+                 f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
+                 + (f" per process, {env['processes']} processes (torchrun, data parallel)"
+                    if env.get("processes", 1) > 1 else "") + ".")]
+    lead += [Para(line) for line in [_data_line(facts), *evaluation_line(data), *merged_line(data)] if line]
+    out = [Section("tunebench comparison", lead)]
     pick = advice(data)
     if pick:
-        out += ["", "## Which method to pick", "", " ".join(pick + below_zero_shot(data))]
+        blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
+        out.append(Section("Which method to pick", [*blocks, Para(" ".join(pick + below_zero_shot(data)))],
+                           side_by_side=bool(blocks)))
+    out.append(Section("Every record", [
+        Para(f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
+             f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
+             "'gen tokens' is the mean generated length and the share of summaries that hit the limit."),
+        Table(HEADER, table_rows(data))]))
+    out += seed_summary(data)
     lines = comparisons(data)
     if lines:
-        out += ["", "## Which differences are significant", "",
-                "Paired over the same test articles: 95% bootstrap interval of the mean difference (first minus "
-                "second) and the two-sided p-value of a paired sign-flip permutation test; a difference counts "
-                "as significant when the interval excludes 0 and p < 0.05. With repeats, each method's first seed.",
-                "", *lines]
+        out.append(Section("Which differences are significant", [
+            Para("Paired over the same test articles: 95% bootstrap interval of the mean difference (first minus "
+                 "second) and the two-sided p-value of a paired sign-flip permutation test; a difference counts as "
+                 "significant when the interval excludes 0 and p < 0.05. With repeats, each method's first seed."),
+            Items(lines)]))
     out += budget_rows(data)
     out += search_rows(data)
     out += phase_rows(data)
     out += _published(facts)
+    rest = [Figure(name, caption) for name, caption in FIGURES.items() if name in plots and name != LEAD_FIGURE]
+    if rest:
+        out.append(Section("Plots", rest))
     out += _notes(data)
-    return "\n".join(out) + "\n"
+    return out
+
+
+def merged_line(data: dict) -> list[str]:
+    """For a report merged from several runs: where they differ (allowed with --allow-different)."""
+    runs = data.get("merged_from")
+    if not runs:
+        return []
+    differ = data.get("merged_differences") or []
+    return [f"Merged from runs {', '.join(f'`{r}`' for r in runs)}; each row is labelled with its run and rows of "
+            "different runs are never pooled"
+            + (f". The runs differ in: {'; '.join(differ)}; compare their rows with that in mind." if differ
+               else " (same model, test articles, decoding and data).")]
+
+
+def render_markdown(data: dict, plots: list[str] | None = None) -> str:
+    out = []
+    for i, section in enumerate(sections(data, plots)):
+        out += [f"{'#' if i == 0 else '##'} {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Para):
+                out += [block.text, ""]
+            elif isinstance(block, Table):
+                out += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header),
+                        *("| " + " | ".join(row) + " |" for row in block.rows), ""]
+            elif isinstance(block, Items):
+                out += [*(f"- {line}" for line in block.lines), ""]
+            elif isinstance(block, Figure):
+                out += [f"![{block.caption}](plots/{block.file})", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def console_summary(data: dict) -> str:
@@ -319,5 +409,5 @@ def console_summary(data: dict) -> str:
     return "\n".join(lines + ([""] + pick if pick else []))
 
 
-def write_report(data: dict, path: Path) -> None:
-    atomic_write_text(path, render_markdown(data))
+def write_report(data: dict, path: Path, plots: list[str] | None = None) -> None:
+    atomic_write_text(path, render_markdown(data, plots))

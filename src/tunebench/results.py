@@ -133,10 +133,54 @@ def read_results(run_dir: Path) -> dict:
     return data
 
 
-def merge_results(runs: list[tuple[str, dict]]) -> dict:
-    """Several runs' results as one: records renamed `<run>/<name>`; header (config, data) from the first run."""
-    first = runs[0][1]
-    merged = {**first, "merged_from": [name for name, _ in runs], "records": []}
+DECODING = ("max_new_tokens", "num_beams", "no_repeat_ngram_size", "length_penalty", "cut", "max_sentences")
+"""How summaries were decoded (the same keys as generate.DECODE_KEYS, kept here so reading results needs no torch)."""
+DATA_KEYS = ("source", "separator", "max_article_tokens", "max_summary_tokens")
+"""How test articles were read and shown to the model."""
+
+
+def _test_ids(data: dict) -> list[str] | None:
+    return next((([x["id"] for x in rec["eval"]["per_article"]]) for rec in data["records"]
+                 if rec["status"] == "SUCCESS" and rec.get("eval")), None)
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    """What makes two runs' scores incomparable: model, test articles, decoding, how data was read."""
+    out = []
+    if a["config"]["model"]["name"] != b["config"]["model"]["name"]:
+        out.append(f"model {a['config']['model']['name']} vs {b['config']['model']['name']}")
+    ids_a, ids_b = _test_ids(a), _test_ids(b)
+    if ids_a != ids_b:
+        same = len(set(ids_a or []) & set(ids_b or []))
+        out.append(f"test articles ({len(ids_a or [])} vs {len(ids_b or [])}, {same} in common)")
+    for section, keys in (("eval", DECODING), ("data", DATA_KEYS)):
+        for key in keys:
+            va, vb = a["config"][section].get(key), b["config"][section].get(key)
+            if va != vb:
+                out.append(f"{section}.{key} {va!r} vs {vb!r}")
+    return out
+
+
+def merge_results(runs: list[tuple[str, dict]], allow_different: bool = False) -> dict:
+    """Several runs' results as one: records renamed `<run>/<name>`; header (config, data) from the first run.
+
+    Runs that differ in model, test articles, decoding or data are refused (TunebenchError naming the first
+    difference) unless `allow_different`; then the differences are recorded (`merged_differences`) and the report
+    says so. Rows are never pooled across runs (the report keys seeds by `<run>/<method>`)."""
+    names = [name for name, _ in runs]
+    if len(set(names)) != len(names):
+        raise TunebenchError(f"two runs to merge have the same folder name ({names}); records are labelled by it, "
+                             "so copy or rename one")
+    first_name, first = runs[0]
+    found = []
+    for name, data in runs[1:]:
+        found += [f"{first_name} vs {name}: {d}" for d in differences(first, data)]
+    if found and not allow_different:
+        raise TunebenchError(f"cannot merge runs that are not comparable: {found[0]}"
+                             + (f" (and {len(found) - 1} more differences)" if len(found) > 1 else "")
+                             + "; merge comparable runs, or pass --allow-different to show them side by side, "
+                             "labelled by run")
+    merged = {**first, "merged_from": names, "merged_differences": found, "records": []}
     for name, data in runs:
         merged["records"] += [{**rec, "name": f"{name}/{rec['name']}"} for rec in data["records"]]
     return add_statistics(merged)

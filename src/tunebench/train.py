@@ -210,6 +210,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     result.frozen_cache = {}  # what this run does, not what a resumed checkpoint's run did
     result.budget = budget
     stop_at = min(total_steps, probe.steps) if probe else total_steps
+    # the loss after each epoch picks the best one: with one epoch there is none to pick (a search's trial reads it)
+    validate = bool(val_set) and (budget["epochs"] > 1 or probe is not None or cfg.validate_one_epoch)
 
     out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step
     deferred = distributed.Deferred()  # a failure on one rank, told to all at the step's collective
@@ -290,10 +292,11 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
                 tick = time.perf_counter()  # checkpoint writing is not training time
         result.epochs = epoch
         tick = time.perf_counter()
-        val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime, val_states) if val_set else math.nan
+        val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime, val_states) if validate else math.nan
         result.val_time_s += time.perf_counter() - tick
-        result.val_loss_per_epoch.append(val_loss)
-        if not val_set or val_loss < best:  # without validation data the last epoch is kept
+        if validate:
+            result.val_loss_per_epoch.append(val_loss)
+        if not validate or val_loss < best:  # without validation the last epoch is kept
             # a real copy on disk, not a reference to live tensors (ANCHORS #10)
             best, result.best_epoch, result.best_step = val_loss, epoch, result.steps
             atomic_save_file(trainable_state(model), checkpoint)
@@ -304,7 +307,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     distributed.barrier()  # the writer has saved the best weights: every rank reloads them
     result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()
                                        for v in state.values() if torch.is_tensor(v))
-    result.best_val_loss = best if val_set else math.nan
+    result.best_val_loss = best if validate else math.nan
     load_trainable_state(trained, load_file(str(checkpoint)))
     trained.eval()
     return result

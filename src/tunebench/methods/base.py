@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from transformers import StoppingCriteriaList
 
 from tunebench import features
 
@@ -122,7 +123,8 @@ class TunedModel(nn.Module):
         return self
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config) -> torch.Tensor:
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config,
+                 stopping_criteria: list | None = None) -> torch.Tensor:
         """KV-cached generation from embeddings; returns the new tokens only (no prompt)."""
         embeds, mask = self.embed(input_ids, attention_mask)
         extra = {}
@@ -134,6 +136,8 @@ class TunedModel(nn.Module):
             n = self.prefix_length()
             embeds = torch.cat([embeds.new_zeros(embeds.shape[0], n, embeds.shape[2]), embeds], dim=1)
             mask = torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)
+        if stopping_criteria:
+            extra["stopping_criteria"] = StoppingCriteriaList(stopping_criteria)
         return self.lm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=generation_config,
                                 **extra)
 
