@@ -1,4 +1,4 @@
-"""ANCHORS #1, #2: one sequence per example, loss only on summary + final EOS, padding never counted."""
+"""docs/defects.md #1, #2: one sequence per example, loss only on summary + final EOS, padding never counted."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""ANCHORS #7, #8: batched left-padded KV-cached generation == plain unbatched greedy decoding, new text only."""
+"""docs/defects.md #7, #8: batched left-padded KV-cached generation == unbatched greedy decoding, new text only."""
 
 import pytest
 import torch

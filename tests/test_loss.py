@@ -1,4 +1,4 @@
-"""ANCHORS #3: per-example causal shift; one example's loss depends on that example only."""
+"""docs/defects.md #3: per-example causal shift; one example's loss depends on that example only."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""ANCHORS #4, #5, #6 for every registered method: exactly its parameters train; counts match ANCHORS and PEFT."""
+"""docs/defects.md #4, #5, #6 for every method: exactly its parameters train; counts match hand counts and PEFT."""
 
 import copy
 
@@ -12,7 +12,7 @@ from tunebench.methods import METHODS
 from tunebench.methods.prompt_tuning import initial_prompt
 from tunebench.models import count_parameters, random_model
 
-# ANCHORS.md section 2, GPT-2 small (124,439,808 parameters, tied embeddings); the seed preset's settings.
+# Hand-computed for GPT-2 small (124,439,808 parameters, tied embeddings); the seed preset's settings.
 GPT2_TRAINABLE = {"prompt-tuning": 15_360, "lora": 442_368, "last-block": 45_686_784, "prefix-tuning": 368_640,
                   "ia3": 64_512, "full": 124_439_808,
                   "dora": 442_368 + 12 * (2304 + 768),  # LoRA + one magnitude per output of c_attn and attn.c_proj
@@ -151,7 +151,7 @@ def test_lora_starts_with_b_zero_and_a_random(tiny_lm, tokenizer, cfg):
 
 
 def test_lora_update_matches_the_math_on_conv1d(tokenizer):
-    """With B != 0 the layer computes x W + (alpha / r) x A^T B^T, W stored (fan_in, fan_out) (ANCHORS #5)."""
+    """With B != 0 the layer computes x W + (alpha / r) x A^T B^T, W stored (fan_in, fan_out) (docs/defects.md #5)."""
     cfg = load_config("smoke", overrides=["method.lora.target_modules=[c_attn]"])
     lm = random_model("gpt2-tiny", len(tokenizer))
     tuned = METHODS["lora"].build(lm, cfg, tokenizer)
@@ -172,7 +172,7 @@ def test_soft_prompt_init(tokenizer, init):
     embedding = torch.randn(257, 64)
     prompt = initial_prompt(cfg.method.prompt_tuning, embedding, tokenizer)
     assert prompt.shape == (20, 64) and torch.isfinite(prompt).all()
-    if init == "uniform":  # U(-0.5, 0.5) as the study meant it (ANCHORS #6)
+    if init == "uniform":  # U(-0.5, 0.5) as the study meant it (docs/defects.md #6)
         assert prompt.min() >= -0.5 and prompt.max() <= 0.5 and prompt.std() > 0.2
         assert abs(prompt.mean()) < 0.05
     else:

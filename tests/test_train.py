@@ -1,4 +1,4 @@
-"""ANCHORS #10 and the training loop: best checkpoint really reloaded, only the method's tensors change."""
+"""docs/defects.md #10 and the training loop: best checkpoint really reloaded, only the method's tensors change."""
 
 import copy
 

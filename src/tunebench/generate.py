@@ -1,4 +1,4 @@
-"""Batched, left-padded, KV-cached greedy generation that returns only the new text (ANCHORS #7, #8)."""
+"""Batched, left-padded, KV-cached greedy generation that returns only the new text (docs/defects.md #7, #8)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
                 if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
             with autocast or nullcontext():
                 out = model.generate(ids.to(device), mask.to(device), config,
-                                     stopping_criteria=[at_cut] if at_cut else None)
+                                     **({"stopping_criteria": [at_cut]} if at_cut else {}))
             for row, index in enumerate(chunk):
                 stopped = at_cut.stopped[row] if at_cut else None
                 tokens = until_eos(out[row, :stopped].tolist(), tokenizer.eos_token_id)

@@ -160,6 +160,8 @@ def quality_vs_cost(data: dict, path: Path) -> Path | None:
             ax.plot([costs[i] for i in front], [quality[i] for i in front], "k--", linewidth=1, label="Pareto front")
             if what == "params":
                 ax.set_xscale("log")
+            else:
+                ax.set_xlim(0, max(costs) * 1.1)  # seconds and megabytes from 0 too: ratios read true
             ax.set_ylim(0, top * 1.1 + 0.5)
             ax.set(xlabel=label if row == len(COMPARED_KEYS) - 1 else "")
         grid[row][0].set_ylabel(f"{LABELS[key]} (F1 x 100)")

@@ -297,7 +297,7 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
         if validate:
             result.val_loss_per_epoch.append(val_loss)
         if not validate or val_loss < best:  # without validation the last epoch is kept
-            # a real copy on disk, not a reference to live tensors (ANCHORS #10)
+            # a real copy on disk, not a reference to live tensors (docs/defects.md #10)
             best, result.best_epoch, result.best_step = val_loss, epoch, result.steps
             atomic_save_file(trainable_state(model), checkpoint)
         if on_epoch_end is not None:

@@ -2,7 +2,7 @@
 
 Labels are -100 on the article, the separator and padding, so the loss covers the summary tokens
 and the final EOS only. Labels are built from lengths, never by masking the pad id: SmolLM2's pad
-token *is* its EOS token, and masking by id would delete the EOS target (ANCHORS #2).
+token *is* its EOS token, and masking by id would delete the EOS target (docs/defects.md #2).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def target_names(lm: nn.Module, targets: list[str], key: str) -> list[str]:
 
 
 def fan_in_fan_out(lm: nn.Module, names: list[str], key: str) -> bool:
-    """True when the targets are GPT-2 Conv1D layers, whose weight is stored (fan_in, fan_out) (ANCHORS #5)."""
+    """True when the targets are GPT-2 Conv1D layers, whose weight is stored (fan_in, fan_out) (docs/defects.md #5)."""
     conv1d = [isinstance(lm.get_submodule(n), Conv1D) for n in names]
     if any(conv1d) and not all(conv1d):
         raise TunebenchError(f"{key}.target_modules mix Conv1D and Linear layers; target one kind at a time")

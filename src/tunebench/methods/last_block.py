@@ -1,6 +1,6 @@
 """Partial fine-tuning: the last N transformer blocks, the final norm and an *untied* LM head.
 
-Training a head tied to the input embedding would also train the embedding (ANCHORS' 45.7M row);
+Training a head tied to the input embedding would also train the embedding (GPT-2's 45.7M count);
 we untie it first so the embedding stays frozen, and report the parameters the new head adds.
 """
 

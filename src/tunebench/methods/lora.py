@@ -1,7 +1,7 @@
 """LoRA (Hu et al. 2021) through PEFT: W + (alpha / r) B A on the target layers, B = 0 at the start.
 
 GPT-2 stores c_attn / c_proj as `Conv1D` with a (fan_in, fan_out) weight; PEFT needs `fan_in_fan_out=True`
-for those, which is set whenever the targets are Conv1D (ANCHORS #5). `use_rslora` scales by alpha / sqrt(r)
+for those, which is set whenever the targets are Conv1D (docs/defects.md #5). `use_rslora` scales by alpha / sqrt(r)
 (Kalajdzievski 2023). DoRA (dora.py) is this method with a learned magnitude per output.
 """
 
