@@ -110,6 +110,22 @@ def _run_dir(args: argparse.Namespace, preset: str) -> Path:
     return run_dir
 
 
+def _writers_run_dir(args: argparse.Namespace, preset: str) -> Path:
+    """The run folder as rank 0 names and checks it (its clock), on every rank; its refusal is every rank's."""
+    from tunebench import distributed
+
+    run_dir, error = None, None
+    if distributed.is_writer():
+        try:
+            run_dir = _run_dir(args, preset)
+        except TunebenchError as exc:
+            error = str(exc)
+    run_dir, error = distributed.from_writer((run_dir, error))
+    if error:
+        raise TunebenchError(error)
+    return run_dir
+
+
 def _seeds(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -154,7 +170,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
         overrides += [f"methods=[{','.join(methods)}]", "eval.baselines=[]"]
     cfg = load_config(preset, args.config, overrides)
     distributed.setup(cfg.train.dist_timeout_s)
-    run_dir = distributed.from_writer(_run_dir(args, preset or "custom"))  # one folder, named by rank 0's clock
+    run_dir = _writers_run_dir(args, preset or "custom")
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
     if distributed.is_writer():
         print(console_summary(read_results(run_dir)))
