@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from tunebench.errors import TunebenchError
 
 
 def is_writer() -> bool:
@@ -34,6 +37,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; the file gets the mode any new file of the user gets
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -42,6 +46,59 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_runs_dir(run_dir: Path) -> None:
+    """The folder a run folder goes in is a folder (or can be made) and may be written; checked before any model
+    loads, and again when the run folder is made."""
+    existing = next(p for p in [run_dir.parent, *run_dir.absolute().parent.parents] if p.exists())
+    if not existing.is_dir():
+        raise TunebenchError(f"--runs-dir {run_dir.parent} is not a folder ({existing} is a file); give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TunebenchError(f"--runs-dir {run_dir.parent} is not writable ({existing} does not let this user create "
+                             "files); give a writable folder")
+
+
+LOCK_FILE = ".tunebench.lock"
+"""The file in a run folder that a process writing the folder holds an exclusive lock on (fcntl.flock)."""
+
+
+def claim_run_dir(run_dir: Path, create: bool):
+    """Lock `run_dir` for this process (the returned open file holds the lock until closed or the process ends).
+
+    `create`: the folder must not exist yet and is made here (so two processes never share a new folder); else it
+    must exist (resume, evaluate). Another process holding the lock is a TunebenchError, as is a folder that exists
+    when it is to be created."""
+    if create:
+        check_runs_dir(run_dir)
+        try:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()
+        except FileExistsError:
+            raise TunebenchError(f"run folder {run_dir} already exists; choose another --name (or continue it with "
+                                 f"`tunebench compare --resume {run_dir}`)") from None
+        except OSError as exc:
+            raise TunebenchError(f"cannot create run folder {run_dir}: {exc.strerror}; choose a writable "
+                                 "--runs-dir") from None
+    try:
+        handle = open(run_dir / LOCK_FILE, "a")  # noqa: SIM115 (held open: the lock lasts as long as the file)
+    except OSError as exc:
+        raise TunebenchError(f"cannot lock run folder {run_dir}: {exc.strerror}; it must be a writable folder") \
+            from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise TunebenchError(f"run folder {run_dir} is in use by another tunebench process; wait until it ends, "
+                             "or choose another --name") from None
+    return handle
 
 
 def atomic_write_json(path: Path, data: object) -> None:

@@ -74,6 +74,10 @@ def save_training_state(folder: Path, model, optimizer, scheduler, position: dic
     shutil.rmtree(old, ignore_errors=True)
 
 
+META_KEYS = ("position", "result", "param_groups", "scheduler", "rng")
+"""What state.json of a checkpoint holds (save_training_state)."""
+
+
 def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
     """Restore what save_training_state wrote; returns (position, result fields)."""
     if not (folder / "state.json").is_file() and (folder.with_name(folder.name + ".old") / "state.json").is_file():
@@ -83,6 +87,10 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
         tensors = load_file(str(folder / "state.safetensors"))
     except (OSError, ValueError) as exc:
         raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
+    missing = [key for key in META_KEYS if key not in meta] if isinstance(meta, dict) else list(META_KEYS)
+    if missing:
+        raise TunebenchError(f"checkpoint {folder}/state.json is damaged (no field {missing[0]}); delete the "
+                             "checkpoint folder to restart this method")
     load_trainable_state(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict[int, dict] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -8,9 +8,17 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from tunebench.cache import check_runs_dir
 from tunebench.config import PRESETS, load_config
 from tunebench.errors import TunebenchError
 from tunebench.methods import METHODS
+
+
+class _Parser(argparse.ArgumentParser):
+    """Misuse of the command line is one line, as every other bad input: `tunebench: error: ...`, exit code 2."""
+
+    def error(self, message: str):
+        raise TunebenchError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
 def _config_args(parser: argparse.ArgumentParser, run: bool = True) -> None:
@@ -30,7 +38,7 @@ def _config_args(parser: argparse.ArgumentParser, run: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunebench", description="Compare fine-tuning methods for summarization.")
+    parser = _Parser(prog="tunebench", description="Compare fine-tuning methods for summarization.")
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="baselines + every configured method, one run folder")
     _config_args(compare)
@@ -91,10 +99,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_dir(args: argparse.Namespace, preset: str) -> Path:
-    name = args.name or f"{preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    """The new run folder, checked before any model loads: --name is one folder name, the folder does not exist
+    yet, --runs-dir is a writable folder. (It is made, exclusively, only once the run's input is known good.)"""
+    name = f"{preset}-{datetime.now():%Y%m%d-%H%M%S}" if args.name is None else args.name
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise TunebenchError(f"--name {name!r} must be one folder name (no '/', not empty, '.' or '..'); the run "
+                             "folder goes in --runs-dir, e.g. --runs-dir runs --name my-run")
+    if not args.runs_dir:
+        raise TunebenchError("--runs-dir is empty; give a folder, e.g. --runs-dir runs")
     run_dir = Path(args.runs_dir) / name
-    if (run_dir / "results.json").exists():
-        raise TunebenchError(f"run folder {run_dir} already holds results; choose another --name")
+    if run_dir.exists() or run_dir.is_symlink():
+        raise TunebenchError(f"run folder {run_dir} already exists; choose another --name (or continue it with "
+                             f"`tunebench compare --resume {run_dir}`)")
+    check_runs_dir(run_dir)
+    return run_dir
+
+
+def _writers_run_dir(args: argparse.Namespace, preset: str) -> Path:
+    """The run folder as rank 0 names and checks it (its clock), on every rank; its refusal is every rank's."""
+    from tunebench import distributed
+
+    run_dir, error = None, None
+    if distributed.is_writer():
+        try:
+            run_dir = _run_dir(args, preset)
+        except TunebenchError as exc:
+            error = str(exc)
+    run_dir, error = distributed.from_writer((run_dir, error))
+    if error:
+        raise TunebenchError(error)
     return run_dir
 
 
@@ -105,6 +138,8 @@ def _seeds(text: str | None) -> list[int] | None:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise TunebenchError(f"--seeds '{text}' must be whole numbers separated by commas, e.g. 0,1,2") from None
+    if any(seed < 0 for seed in seeds):
+        raise TunebenchError(f"--seeds '{text}' must be seeds >= 0, e.g. 0,1,2")
     if len(set(seeds)) != len(seeds) or not seeds:
         raise TunebenchError(f"--seeds '{text}' must list distinct seeds, e.g. 0,1,2")
     return seeds
@@ -114,13 +149,21 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     from tunebench import distributed
     from tunebench.compare import run_compare
     from tunebench.report import console_summary
-    from tunebench.results import read_results
+    from tunebench.results import read_results, read_splits
 
     if getattr(args, "resume", None):
         run_dir = Path(args.resume)
+        given = [flag for flag, value in (("--set", args.set), ("--preset", args.preset), ("--config", args.config),
+                                          ("--seeds", args.seeds), ("--name", args.name),
+                                          ("--method", getattr(args, "method", None))) if value]
+        if given:
+            raise TunebenchError(f"--resume continues {run_dir} with the config it was started with, which is fixed: "
+                                 f"{', '.join(given)} cannot change it; start a new run instead")
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "results.json").is_file():
             raise TunebenchError(f"cannot resume '{args.resume}': it has no config.yaml and results.json; give a "
                                  "run folder written by `tunebench compare`")
+        read_results(run_dir)  # damaged read-back files are refused before any model loads
+        read_splits(run_dir)
         cfg = load_config(config_file=str(run_dir / "config.yaml"))
         run_compare(cfg, run_dir, show_progress=not args.quiet, resume=True)
         if distributed.is_writer():
@@ -132,7 +175,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
         overrides += [f"methods=[{','.join(methods)}]", "eval.baselines=[]"]
     cfg = load_config(preset, args.config, overrides)
     distributed.setup(cfg.train.dist_timeout_s)
-    run_dir = distributed.from_writer(_run_dir(args, preset or "custom"))  # one folder, named by rank 0's clock
+    run_dir = _writers_run_dir(args, preset or "custom")
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
     if distributed.is_writer():
         print(console_summary(read_results(run_dir)))
@@ -156,15 +199,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.n is not None or args.out or args.set:
         raise TunebenchError("--n, --out and --set go with --data SOURCE; without it the method is scored again "
                              "on its run's own test articles")
-    from tunebench.compare import evaluate_tuned, prepare
-    from tunebench.publish import write_outputs
-    from tunebench.results import ResultsFile
-    from tunebench.trained import load_trained, split_target
+    from tunebench.cache import claim_run_dir
+    from tunebench.results import ResultsFile, read_splits
+    from tunebench.trained import split_target
 
     run_dir, method, name = split_target(args.target)
+    ResultsFile.load(run_dir / "results.json")  # damaged read-back files are refused before any model loads
+    read_splits(run_dir)
+    with claim_run_dir(run_dir, create=False):  # no other process writes the run meanwhile
+        _evaluate_in_run(args, run_dir, method, name)
+
+
+def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name: str) -> None:
+    from tunebench.compare import evaluate_tuned, prepare
+    from tunebench.publish import write_outputs
+    from tunebench.results import ResultsFile, read_splits
+    from tunebench.trained import load_trained
+
     cfg, tuned, tokenizer = load_trained(run_dir, method, name)
     bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet, model=(tuned.lm, tokenizer))
-    recorded = json.loads((run_dir / "splits.json").read_text())["test"]
+    recorded = read_splits(run_dir)["test"]
     if bench.splits.ids()["test"] != recorded:
         raise TunebenchError(f"the test articles of {run_dir} can no longer be rebuilt from its data source; "
                              "the source changed since the run")
@@ -202,6 +256,8 @@ def _articles(args: argparse.Namespace) -> tuple[list[str], list[str], bool]:
             raise TunebenchError(f"{path} is not UTF-8 text; give the article as UTF-8 text") from None
         if not text.strip():
             raise TunebenchError(f"{path} is empty; give non-empty text to summarize")
+        if "\0" in text:
+            raise TunebenchError(f"{path} holds NUL bytes: it looks binary, not an article; give the article as text")
         return [path.name], [text], False
     rows = read_rows(path)
     columns = list(dict.fromkeys(key for row in rows[:50] for key in row if key != UNDECODABLE))
@@ -315,8 +371,8 @@ def cmd_fetch(_: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "compare":
             cmd_compare(args)
         elif args.command == "train":

@@ -9,13 +9,14 @@ import math
 import shutil
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_json, atomic_write_text
+from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
@@ -28,7 +29,7 @@ from tunebench.metrics import aggregate, lead_k, rouge_per_article
 from tunebench.models import base_model_path, count_parameters, load_model
 from tunebench.publish import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
-from tunebench.results import Record, ResultsFile, environment
+from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.train import evaluate_loss, train
 
@@ -183,6 +184,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                            state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE)
         record.train = {"lr": lr, **asdict(result), **result.rates()}
         record.phases["train"] = phase.as_dict()
+        check_finite(tuned, name)
         weights = out_dir / "weights.safetensors"
         record.artifacts = {"weights": f"{name}/weights.safetensors", "weights_bytes": weights.stat().st_size}
         if method.export is not None:
@@ -200,6 +202,18 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
     return record
 
 
+def check_finite(tuned: TunedModel, name: str) -> None:
+    """Trained weights that are NaN or infinite make the method FAILED before it is evaluated (a finite loss does
+    not prove finite weights: e.g. a parameter no example's loss reaches)."""
+    import torch
+
+    bad = [n for n, p in tuned.named_parameters() if p.requires_grad and not torch.isfinite(p.detach()).all()]
+    if bad:
+        raise FloatingPointError(f"{name}: {len(bad)} trained tensor{'s' if len(bad) > 1 else ''} hold NaN or "
+                                 f"infinite values after training (first: {bad[0]}); lower the lr or "
+                                 "train.max_grad_norm")
+
+
 FROZEN_CACHE = ".frozen-cache"
 """Folder of a run holding the frozen blocks' output, shared by seeds and resumes."""
 
@@ -213,6 +227,7 @@ def check_disk(run_dir: Path, lm, n_runs: int) -> None:
     model_bytes = sum(p.numel() for p in lm.parameters()) * 4
     needed = model_bytes * 4 + model_bytes * n_runs
     existing = next(p for p in [run_dir, *run_dir.absolute().parents] if p.exists())
+    check_runs_dir(run_dir)  # not writable: say so (its free space would say nothing useful)
     free = shutil.disk_usage(existing).free
     if free < needed:
         raise TunebenchError(f"{run_dir} has {free / 2**30:.1f} GiB free but the run may write up to "
@@ -229,18 +244,50 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
     if cfg.search.enabled and distributed.world_size() > 1:
         raise TunebenchError("search.enabled is not supported under torchrun yet; search the learning rates in "
                              "one process, then set method.<name>.lr for the distributed run")
+    with ExitStack() as held:  # the run folder's lock, released when the run ends or fails
+        if resume:  # a folder another process writes is refused before anything else
+            claim(run_dir, False, held)
+        _run(cfg, run_dir, show_progress, seeds, resume, held)
+    return run_dir / "results.json"
+
+
+def claim(run_dir: Path, create: bool, held: ExitStack) -> None:
+    """The writer locks the run folder (creating it with `create`) until `held` closes; a refusal is raised on
+    every rank."""
+    lock, error = None, None
+    if distributed.is_writer():
+        try:
+            lock = claim_run_dir(run_dir, create)
+        except TunebenchError as exc:
+            error = str(exc)
+    error = distributed.from_writer(error)
+    if error:
+        raise TunebenchError(error)
+    if lock is not None:
+        held.callback(lock.close)
+
+
+def check_methods(cfg: Config, lm) -> None:
+    """Each configured method's own checks against the loaded model (Method.check), before any file is written."""
+    for name in cfg.methods:
+        METHODS[name].check(lm, cfg)
+
+
+def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | None, resume: bool,
+         held: ExitStack) -> None:
     tick = time.perf_counter()
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
     prepare_s = time.perf_counter() - tick
+    check_methods(cfg, bench.base_lm)
     check_disk(run_dir, bench.base_lm, len(cfg.methods) * len(seeds or [0]))
     if resume:
         results = ResultsFile.load(run_dir / "results.json")
         seeds = results.data["seeds"]
-        if json.loads((run_dir / "splits.json").read_text())["test"] != bench.splits.ids()["test"]:
+        if read_splits(run_dir)["test"] != bench.splits.ids()["test"]:
             raise TunebenchError(f"cannot resume {run_dir}: its data no longer gives the same test articles")
     else:
         seeds = seeds or [cfg.train.seed]
-        run_dir.mkdir(parents=True, exist_ok=True)
+        claim(run_dir, True, held)  # made here, exclusively: a folder that exists by now is refused
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
@@ -258,7 +305,6 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
     write_outputs(results.data, run_dir)
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
-    return run_dir / "results.json"
 
 
 def baseline_jobs(bench: Workbench) -> list[tuple[str, object]]:

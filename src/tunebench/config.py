@@ -42,23 +42,24 @@ class DataConfig:
     id_column: str | None = None
     """Column holding a row id (None: id or guid if present, else the row number)."""
     seed: int = 0
-    """Seed of the fraction, the train/validation/test split and the caps."""
+    """Seed of the fraction, the train/validation/test split and the caps. Range: >= 0."""
     fraction: float = 1.0
-    """Seeded fraction of the articles of each split (the study's "10%" is 0.1)."""
+    """Seeded fraction of the articles of each split (the study's "10%" is 0.1). Range: 0 < fraction <= 1."""
     n_val: int = 50
-    """Validation articles: carved from the data, or the first of a seeded shuffle of the source's split."""
+    """Validation articles: carved from the data, or the first of a seeded shuffle of the source's split.
+    Range: >= 0."""
     n_test: int = 100
-    """Test articles: carved from the data, or the first of a seeded shuffle of the source's split."""
+    """Test articles: carved from the data, or the first of a seeded shuffle of the source's split. Range: >= 1."""
     max_train: int | None = None
-    """Cap on training pairs (None: all pairs not used for validation or test)."""
+    """Cap on training pairs (None: all pairs not used for validation or test). Range: >= 1, or None."""
     min_article_words: int = 20
-    """Articles with fewer words are skipped as too short to summarize."""
+    """Articles with fewer words are skipped as too short to summarize. Range: >= 0."""
     strip_bylines: bool | None = None
     """Strip CNN datelines and Daily Mail bylines (None: on for CNN/DailyMail, off otherwise)."""
     max_article_tokens: int = 512
-    """Article tokens kept in the prompt (the article is cut to fit; the separator follows)."""
+    """Article tokens kept in the prompt (the article is cut to fit; the separator follows). Range: >= 1."""
     max_summary_tokens: int = 128
-    """Reference summary tokens trained on (longer ones are cut; EOS follows)."""
+    """Reference summary tokens trained on (longer ones are cut; EOS follows). Range: >= 1."""
     separator: str = "\nTL;DR:\n"
     """Text between article and summary; the same prompt is used by zero-shot and every method."""
 
@@ -73,35 +74,39 @@ class TrainConfig:
     (train.max_steps optimizer steps), `tokens` (train.max_tokens training tokens, prompts included) or
     `seconds` (train.max_seconds of training, validation excluded; the schedule is planned over train.epochs)."""
     epochs: int = 1
-    """Passes over the training data (the budget with budget=epochs; the most there may be with budget=seconds)."""
+    """Passes over the training data (the budget with budget=epochs; the most there may be with budget=seconds).
+    Range: >= 1."""
     max_tokens: int | None = None
-    """The budget with budget=tokens: training tokens each method sees (the last step may go past it)."""
+    """The budget with budget=tokens: training tokens each method sees (the last step may go past it).
+    Range: >= 1, or None."""
     max_seconds: float | None = None
-    """The budget with budget=seconds: wall seconds of training each method gets."""
+    """The budget with budget=seconds: wall seconds of training each method gets.
+    Range: a finite number > 0, or None."""
     batch_size: int = 8
-    """Training pairs per micro-batch (under torchrun: the global batch, shared by the processes)."""
+    """Training pairs per micro-batch (under torchrun: the global batch, shared by the processes). Range: >= 1."""
     grad_accum_steps: int = 1
-    """Micro-batches per optimizer step."""
+    """Micro-batches per optimizer step. Range: >= 1."""
     lr: float = 1e-4
-    """Default learning rate; each method may set its own `lr`."""
+    """Default learning rate; each method may set its own `lr`. Range: a finite number > 0."""
     warmup_steps: int = 100
-    """Optimizer steps of linear warm-up before the linear decay to 0."""
+    """Optimizer steps of linear warm-up before the linear decay to 0. Range: >= 0."""
     weight_decay: float = 0.0
-    """AdamW's decoupled weight decay."""
+    """AdamW's decoupled weight decay. Range: a finite number >= 0."""
     max_grad_norm: float = 1.0
-    """Gradients are clipped to this global norm before each step."""
+    """Gradients are clipped to this global norm before each step. Range: a finite number > 0."""
     max_steps: int | None = None
-    """The budget with budget=steps; with other budgets, a cap on optimizer steps (None: no cap)."""
+    """The budget with budget=steps; with other budgets, a cap on optimizer steps (None: no cap).
+    Range: >= 1, or None."""
     seed: int = 0
-    """Seed of the method's initialisation and the training data order (the split has data.seed)."""
+    """Seed of the method's initialisation and the training data order (the split has data.seed). Range: >= 0."""
     precision: str = "auto"
     """`auto` (bf16 autocast where the hardware supports it), `bf16` or `fp32`."""
     device: str = "auto"
     """`auto` (the GPU when there is one), `cpu`, `cuda` or `cuda:N`."""
     threads: int | None = None
-    """torch CPU threads (None: torch's default)."""
+    """torch CPU threads (None: torch's default). Range: >= 1, or None."""
     checkpoint_every_steps: int = 0
-    """Save the full training state every N optimizer steps (0: at each epoch end only) for --resume."""
+    """Save the full training state every N optimizer steps (0: at each epoch end only) for --resume. Range: >= 0."""
     cache_frozen: bool = True
     """With more than one epoch, compute the output of frozen lower blocks (when only the top of the model
     trains) once and reuse it every epoch; false recomputes it at every step (same weights within float
@@ -111,7 +116,7 @@ class TrainConfig:
     transformer block), for models whose training state does not fit one device; off: every process holds all."""
     dist_timeout_s: float = 1800.0
     """Under torchrun: seconds any collective waits for the other ranks before the job ends with an error (a rank
-    that died or hangs)."""
+    that died or hangs). Range: a finite number > 0."""
     validate_one_epoch: bool = False
     """The validation loss after each epoch picks the best epoch; with a single epoch there is nothing to pick, so
     it is skipped (saving its time) unless this is true. A learning-rate search always validates."""
@@ -120,25 +125,26 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = 16
-    """Test articles decoded together (left-padded)."""
+    """Test articles decoded together (left-padded). Range: >= 1."""
     max_new_tokens: int = 64
-    """Most tokens a summary may have (the cut, eval.cut, may end it earlier)."""
+    """Most tokens a summary may have (the cut, eval.cut, may end it earlier). Range: >= 1."""
     num_beams: int = 1
-    """1: greedy decoding; more: beam search."""
+    """1: greedy decoding; more: beam search. Range: >= 1."""
     no_repeat_ngram_size: int = 0
-    """Forbid repeating n-grams of this size within a summary (0: off); n-grams of the article stay allowed."""
+    """Forbid repeating n-grams of this size within a summary (0: off); n-grams of the article stay allowed.
+    Range: >= 0."""
     length_penalty: float = 1.0
-    """Beam search only: > 1 favours longer summaries, < 1 shorter ones."""
+    """Beam search only: > 1 favours longer summaries, < 1 shorter ones. Range: a finite number."""
     cut: str = "eos"
     """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`."""
     max_sentences: int | None = None
-    """Keep only the first n sentences of a summary after the cut (None: all)."""
+    """Keep only the first n sentences of a summary after the cut (None: all). Range: >= 1, or None."""
     lead_k: int = 1
-    """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum)."""
+    """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum). Range: >= 1."""
     test_loss: bool = True
     """Also compute the loss and perplexity on the reference summaries of the test set (no generation)."""
     bootstrap_resamples: int = 1000
-    """Resamples for the 95% bootstrap intervals and paired tests."""
+    """Resamples for the 95% bootstrap intervals and paired tests. Range: >= 1."""
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot", "zero-shot-chat"])
     """`lead` (Lead-k), `zero-shot` (the base model with the methods' prompt) and `zero-shot-chat` (the base model
     through its chat template with `chat_instruction`; only for models that have a chat template)."""
@@ -152,11 +158,12 @@ class SearchConfig:
     """Choose each method's learning rate on validation loss before it trains (search.py); the methods' own `lr`
     is then ignored and each one's `lr_range` searched."""
     trials: int = 4
-    """Learning rates tried per method, log-spaced over its `lr_range`."""
+    """Learning rates tried per method, log-spaced over its `lr_range`. Range: >= 1."""
     budget_fraction: float = 0.5
-    """Each trial trains at most this share of the budget's steps (the schedule stays the whole budget's)."""
+    """Each trial trains at most this share of the budget's steps (the schedule stays the whole budget's).
+    Range: 0 < budget_fraction <= 1."""
     rungs: int = 4
-    """Validation checks per trial; at each, successive halving may stop a trial that trails the others."""
+    """Validation checks per trial; at each, successive halving may stop a trial that trails the others. Range: >= 1."""
 
 
 def _method_config() -> type:
@@ -298,11 +305,54 @@ def load_config(preset: str | None = None, config_file: str | None = None,
         path = Path(config_file)
         if not path.is_file():
             raise TunebenchError(f"config file '{config_file}' does not exist; give the path of a YAML file")
-        _apply_dict(cfg, _read_yaml(path.read_text(), f"config file '{config_file}'"), "")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise TunebenchError(f"config file '{config_file}' is not UTF-8 text; give a YAML file of settings") \
+                from None
+        _apply_dict(cfg, _read_yaml(text, f"config file '{config_file}'"), "")
     for assignment in overrides or []:
         apply_override(cfg, assignment)
     validate(cfg)
     return cfg
+
+
+COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "data.max_train", "train.epochs",
+          "train.batch_size", "train.grad_accum_steps", "train.max_steps", "train.max_tokens", "train.threads",
+          "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
+          "eval.max_sentences", "search.trials", "search.rungs")
+"""Whole numbers >= 1 (None passes where the field allows it): zero would leave nothing to do."""
+NON_NEGATIVE = ("data.seed", "train.seed", "data.n_val", "data.min_article_words", "train.warmup_steps",
+                "train.checkpoint_every_steps", "eval.no_repeat_ngram_size")
+"""Whole numbers >= 0: seeds, and counts where 0 means "none" or "off"."""
+POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s")
+"""Finite numbers > 0 (None passes where the field allows it): rates, norms, durations."""
+FRACTIONS = ("data.fraction", "search.budget_fraction")
+"""Shares in (0, 1]."""
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    section, name = dotted.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def check_ranges(cfg: Config) -> None:
+    """Every numeric setting in its documented range (the `Range:` of its docstring)."""
+    for key in COUNTS:
+        require_at_least(key, _get(cfg, key), 1)
+    for key in NON_NEGATIVE:
+        require_at_least(key, _get(cfg, key), 0)
+    for key in POSITIVE:
+        require_positive(key, _get(cfg, key))
+    for key in FRACTIONS:
+        value = _get(cfg, key)
+        if not 0 < value <= 1:  # NaN fails too
+            raise TunebenchError(f"config key '{key}' must be in (0, 1], got {value}")
+    if not (math.isfinite(cfg.train.weight_decay) and cfg.train.weight_decay >= 0):
+        raise TunebenchError(f"config key 'train.weight_decay' must be a finite number >= 0, got "
+                             f"{cfg.train.weight_decay}")
+    if not math.isfinite(cfg.eval.length_penalty):
+        raise TunebenchError(f"config key 'eval.length_penalty' must be a finite number, got {cfg.eval.length_penalty}")
 
 
 def validate(cfg: Config) -> None:
@@ -312,25 +362,10 @@ def validate(cfg: Config) -> None:
             raise TunebenchError(f"unknown method '{name}'{_suggest(name, list(METHODS))}")
     if len(set(cfg.methods)) != len(cfg.methods):
         raise TunebenchError(f"methods lists a method twice: {cfg.methods}")
-    positive = {
-        "train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
-        "train.grad_accum_steps": cfg.train.grad_accum_steps, "eval.batch_size": cfg.eval.batch_size,
-        "eval.max_new_tokens": cfg.eval.max_new_tokens, "data.max_article_tokens": cfg.data.max_article_tokens,
-        "data.max_summary_tokens": cfg.data.max_summary_tokens, "eval.lead_k": cfg.eval.lead_k,
-        "eval.num_beams": cfg.eval.num_beams, "eval.bootstrap_resamples": cfg.eval.bootstrap_resamples,
-        "eval.max_sentences": cfg.eval.max_sentences or 1,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise TunebenchError(f"config key '{key}' must be >= 1, got {value}")
-    for key, value in {"data.n_val": cfg.data.n_val, "data.n_test": cfg.data.n_test,
-                       "eval.no_repeat_ngram_size": cfg.eval.no_repeat_ngram_size,
-                       "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
-                       "data.min_article_words": cfg.data.min_article_words,
-                       "train.warmup_steps": cfg.train.warmup_steps}.items():
-        if value < 0:
-            raise TunebenchError(f"config key '{key}' must be >= 0, got {value}")
-    require_positive("train.lr", cfg.train.lr)
+    if not cfg.methods and not cfg.eval.baselines:
+        raise TunebenchError("methods=[] and eval.baselines=[] leave nothing to run; list at least one method or "
+                             "baseline, e.g. --set methods=[lora]")
+    check_ranges(cfg)
     for method in METHODS.values():
         settings = method.settings(cfg)
         require_positive(f"method.{method.key}.lr", settings.lr)
@@ -344,14 +379,6 @@ def validate(cfg: Config) -> None:
     if amount and getattr(cfg.train, amount) is None:
         raise TunebenchError(f"train.budget={cfg.train.budget} needs train.{amount}; set it, e.g. "
                              f"--set train.{amount}=1000")
-    require_at_least("train.max_steps", cfg.train.max_steps, 1)
-    require_at_least("train.max_tokens", cfg.train.max_tokens, 1)
-    require_positive("train.max_seconds", cfg.train.max_seconds)
-    require_positive("train.dist_timeout_s", cfg.train.dist_timeout_s)
-    require_at_least("search.trials", cfg.search.trials, 1)
-    require_at_least("search.rungs", cfg.search.rungs, 1)
-    if not 0 < cfg.search.budget_fraction <= 1:
-        raise TunebenchError(f"config key 'search.budget_fraction' must be in (0, 1], got {cfg.search.budget_fraction}")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line"))
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
@@ -360,8 +387,6 @@ def validate(cfg: Config) -> None:
         if baseline not in BASELINES:
             raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines"
                                  f"{_suggest(baseline, list(BASELINES))}")
-    if not 0 < cfg.data.fraction <= 1:
-        raise TunebenchError(f"config key 'data.fraction' must be in (0, 1], got {cfg.data.fraction}")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -3,17 +3,16 @@ data, in a new folder; the run it was trained in is only read."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 
-from tunebench.cache import atomic_write_json, atomic_write_text
+from tunebench.cache import atomic_write_json, atomic_write_text, claim_run_dir
 from tunebench.compare import baseline_jobs, evaluate_tuned, prepare, run_jobs
 from tunebench.config import load_config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.publish import write_outputs
-from tunebench.results import Record, ResultsFile, environment, read_results
+from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
 from tunebench.trained import attach, split_target
 
 RESET_DATA = ["data.text_column=null", "data.summary_column=null", "data.id_column=null", "data.fraction=1.0",
@@ -43,10 +42,10 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
     tick = time.perf_counter()
     seen = set()
     if source == run["config"]["data"]["source"]:  # the run's own source: never score on what it trained on
-        used = json.loads((run_dir / "splits.json").read_text())
+        used = read_splits(run_dir)
         seen = set(used["train"]) | set(used["val"])
     bench, facts = prepare(cfg, out, show_progress, test_only=True, exclude=seen)  # bad input fails before files
-    out.mkdir(parents=True)
+    lock = claim_run_dir(out, create=True)  # noqa: F841 (held while this process writes the folder)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     atomic_write_json(out / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
     origin = {"run": str(run_dir), "record": record_name, "trained_on": run["data"]["source"],

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tunebench.cache import umask
 from tunebench.config import load_config
 from tunebench.errors import TunebenchError
 from tunebench.generate import generation_config
@@ -43,9 +44,13 @@ def export_model(target: str, out: Path) -> Path:
     cfg, tuned, tokenizer = load_trained(run_dir, name, record_name)
     lm = method.merged(tuned, cfg)
     lm.generation_config = generation_config(tokenizer, cfg.eval)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    except OSError as exc:
+        raise TunebenchError(f"cannot create {out}: {exc.strerror}; give a new folder in a writable place") from None
+    try:
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700: the folder gets the mode any new folder gets
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(results, record, cfg, base_model_path(cfg.model.name)),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -19,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from tunebench.cache import cache_dir
+from tunebench.cache import cache_dir, umask
 from tunebench.errors import TunebenchError
 
 EMBEDDED = {
@@ -80,6 +85,58 @@ def _source(spec: str) -> tuple[str, bool]:
     return spec, False
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack")
+
+
+def _check_weights(spec: str, source: str) -> None:
+    """A local model folder must hold safetensors weights: pickled ones (pytorch_model.bin) are never loaded,
+    since unpickling a file can run any code in it."""
+    folder = Path(source)
+    if not folder.is_dir():
+        raise TunebenchError(f"model '{spec}' is a file, not a Hugging Face model folder; give the folder that "
+                             "holds config.json and model.safetensors")
+    files = [p.name for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
+    if files and not any(name.endswith(".safetensors") for name in files):
+        raise TunebenchError(f"model folder '{spec}' holds only non-safetensors weights ({', '.join(sorted(files)[:3])}"
+                             "); tunebench never unpickles weights: convert them to model.safetensors "
+                             "(transformers: model.save_pretrained(folder, safe_serialization=True))")
+
+
+HUB_PROBE_S = 3.0
+"""How long the check that the Hub can be reached waits before it says no."""
+
+
+@functools.cache
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached (None: it may be): HF_HUB_OFFLINE, or no connection to its host
+    within HUB_PROBE_S. Asked once, so an offline machine fails in seconds instead of retrying for a minute.
+    Behind a proxy the probe is skipped (a direct connection says nothing there)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=HUB_PROBE_S).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host} cannot be reached: {exc.strerror or exc}")
+
+    thread = threading.Thread(target=probe, daemon=True)  # name resolution has no timeout of its own
+    thread.start()
+    thread.join(HUB_PROBE_S + 0.5)
+    return outcome[0] if outcome else f"{host} did not answer within {HUB_PROBE_S:g} s"
+
+
+def _offline_error(spec: str, why: str) -> TunebenchError:
+    return TunebenchError(f"could not load the model from Hub id '{spec}': no network ({why}) and it is not in the "
+                          "local Hugging Face cache. Without network, use a local model directory or "
+                          "model.name=embedded:smollm2-135m")
+
+
 def _load_error(spec: str, source: str, local: bool, exc: Exception) -> TunebenchError:
     where = f"local directory '{source}'" if local else f"Hub id '{spec}'"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -92,10 +149,12 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False):
     if spec.startswith("random:"):
         return byte_tokenizer()
     source, local = _source(spec)
+    offline = None if local else hub_unreachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                  local_files_only=offline is not None)
     except (OSError, ValueError) as exc:
-        raise _load_error(spec, source, local, exc) from None
+        raise (_offline_error(spec, offline) if offline else _load_error(spec, source, local, exc)) from None
     _fix_pad(tokenizer)
     return tokenizer
 
@@ -107,13 +166,17 @@ def load_model(spec: str, trust_remote_code: bool = False) -> tuple[PreTrainedMo
         arch = spec.split(":", 1)[1]
         vocab = GPT2Config().vocab_size if arch == "gpt2" else len(tokenizer)
         return random_model(arch, vocab), tokenizer
-    tokenizer = load_tokenizer(spec, trust_remote_code)
     source, local = _source(spec)
+    if local:
+        _check_weights(spec, source)
+    tokenizer = load_tokenizer(spec, trust_remote_code)
+    offline = None if local else hub_unreachable()
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation="sdpa",
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code, use_safetensors=True,
+                                                     local_files_only=offline is not None)
     except (OSError, ValueError) as exc:
-        raise _load_error(spec, source, local, exc) from None
+        raise (_offline_error(spec, offline) if offline else _load_error(spec, source, local, exc)) from None
     return model.eval(), tokenizer
 
 
@@ -159,6 +222,7 @@ def _save_atomically(target: Path, model, tokenizer) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700: the folder gets the mode any new folder gets
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -120,16 +121,97 @@ def read_results(run_dir: Path) -> dict:
     path = run_dir / "results.json"
     if not path.is_file():
         raise TunebenchError(f"{run_dir} has no results.json; give a run folder written by `tunebench compare`")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TunebenchError(f"{path} is not valid JSON ({exc.msg}); the file is damaged") from None
+    data = read_json(path, "results file")
     if data.get("schema_version") not in (1, 2, SCHEMA_VERSION):
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
                              f"1 to {SCHEMA_VERSION}")
+    check_results(data, path)
     if data["schema_version"] < SCHEMA_VERSION:
         # version 1 stored no tests, version 2 bootstrap-only ones: compute them from the per-article scores
         data = {**add_statistics(data), "schema_version": SCHEMA_VERSION}
+    return data
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object that tunebench wrote; not UTF-8, not JSON or not an object is a one-line error naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TunebenchError(f"{path} is not UTF-8 text; the {what} is damaged: restore it or rerun") from None
+    except json.JSONDecodeError as exc:
+        raise TunebenchError(f"{path} is not valid JSON ({exc.msg}); the file is damaged") from None
+    except OSError as exc:
+        raise TunebenchError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise TunebenchError(f"{path} holds a JSON {type(data).__name__}, not the object a {what} is; the file is "
+                             "damaged: restore it or rerun")
+    return data
+
+
+STATUSES = ("SUCCESS", "FAILED", "RUNNING")
+
+
+def _expect(ok: bool, path: Path, field_name: str, expected: str, value: object) -> None:
+    if not ok:
+        shown = repr(value) if len(repr(value)) < 60 else type(value).__name__
+        raise TunebenchError(f"{path}: field '{field_name}' must be {expected}, got {shown}; the file is damaged or "
+                             "was edited: restore it or rerun")
+
+
+MISSING = object()
+
+
+def check_results(data: dict, path: Path) -> None:
+    """The shape every reader of results.json relies on: a config, and records with a name, kind and status; a
+    finished record has its scores (ROUGE means and per-article scores)."""
+    _expect(isinstance(data.get("config"), dict), path, "config", "an object", data.get("config", MISSING))
+    for key in ("data", "environment"):
+        if key in data:
+            _expect(isinstance(data[key], dict), path, key, "an object", data[key])
+    if "seeds" in data:
+        seeds = data["seeds"]
+        _expect(isinstance(seeds, list) and bool(seeds) and
+                all(s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 0) for s in seeds), path,
+                "seeds", "a list of seeds >= 0", seeds)
+    records = data.get("records", MISSING)
+    _expect(isinstance(records, list), path, "records", "a list", records)
+    for index, rec in enumerate(records):
+        where = f"records[{index}]"
+        _expect(isinstance(rec, dict), path, where, "an object", rec)
+        _expect(isinstance(rec.get("name"), str) and bool(rec.get("name")), path, f"{where}.name", "a name",
+                rec.get("name", MISSING))
+        _expect(rec.get("kind") in ("method", "baseline"), path, f"{where}.kind", "method or baseline",
+                rec.get("kind", MISSING))
+        _expect(rec.get("status") in STATUSES, path, f"{where}.status", " or ".join(STATUSES),
+                rec.get("status", MISSING))
+        for key in ("train", "params", "phases", "settings", "artifacts", "search"):
+            if rec.get(key) is not None:
+                _expect(isinstance(rec[key], dict), path, f"{where}.{key}", "an object", rec[key])
+        if rec["status"] != "SUCCESS":
+            continue
+        evaluation = rec.get("eval", MISSING)
+        _expect(isinstance(evaluation, dict), path, f"{where}.eval", "an object", evaluation)
+        rouge = evaluation.get("rouge", MISSING)
+        _expect(isinstance(rouge, dict) and bool(rouge), path, f"{where}.eval.rouge", "an object", rouge)
+        for metric, stats in rouge.items():
+            mean = stats.get("mean", MISSING) if isinstance(stats, dict) else stats
+            _expect(isinstance(mean, (int, float)) and not isinstance(mean, bool) and math.isfinite(mean), path,
+                    f"{where}.eval.rouge.{metric}.mean", "a finite number", mean)
+        articles = evaluation.get("per_article", MISSING)
+        _expect(isinstance(articles, list) and all(isinstance(a, dict) and "id" in a for a in articles), path,
+                f"{where}.eval.per_article", "a list of per-article scores", articles)
+
+
+def read_splits(run_dir: Path) -> dict[str, list[str]]:
+    """A run's splits.json: the ids of its train, validation and test articles, checked."""
+    path = run_dir / "splits.json"
+    if not path.is_file():
+        raise TunebenchError(f"{run_dir} has no splits.json; give a run folder written by `tunebench compare`")
+    data = read_json(path, "split file")
+    for key in ("train", "val", "test"):
+        ids = data.get(key, MISSING)
+        _expect(isinstance(ids, list) and all(isinstance(i, str) for i in ids), path, key, "a list of article ids",
+                ids)
     return data
 
 

@@ -29,9 +29,11 @@ def read_csv(path: Path) -> list[dict]:
     """CSV with a header row: multi-line quoted fields, embedded quotes and commas, CRLF, a UTF-8 BOM."""
     csv.field_size_limit(sys.maxsize)  # news articles exceed the default 128 KiB field limit
     rows = []
+    delimiter = _delimiter(path)
     # utf-8-sig drops a BOM; newline="" lets the csv module see quoted line breaks (and CRLF) itself
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle, strict=True)  # strict: an unterminated quote is an error, not data
+        # strict: an unterminated quote is an error, not data
+        reader = csv.DictReader(handle, strict=True, delimiter=delimiter)
         try:
             if not reader.fieldnames:
                 raise TunebenchError(f"{path} is empty: a CSV of pairs needs a header row (e.g. id,article,highlights)")
@@ -44,7 +46,23 @@ def read_csv(path: Path) -> list[dict]:
                 rows.append(row)
         except csv.Error as exc:
             raise TunebenchError(f"{path}: cannot parse CSV near line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise TunebenchError(f"{path} has a header ({', '.join(map(str, reader.fieldnames))[:120]}) but no rows; add "
+                             "one row per article/summary pair")
     return rows
+
+
+def _delimiter(path: Path) -> str:
+    """`,` unless the header has none and the start of the file shows another delimiter (`;`, tab, `|`)."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        sample = handle.read(64 * 1024)
+    header = sample.split("\n", 1)[0]
+    if "," in header or not any(d in header for d in ";\t|"):
+        return ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=";\t|").delimiter
+    except csv.Error:  # the sniffer cannot tell: the most common of them in the header
+        return max(";\t|", key=header.count)
 
 
 def read_jsonl(path: Path) -> list[dict]:

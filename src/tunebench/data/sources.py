@@ -203,8 +203,12 @@ def parse_rows(rows: list[dict], columns: dict[str, str | None], split: str, cfg
 def load_examples(cfg: DataConfig) -> LoadedSource:
     """Every usable pair of a source, per split, with counts of what was read and skipped and why."""
     raw = raw_rows(cfg)
-    all_columns = list(dict.fromkeys(key for rows, _ in raw.values() for row in rows[:50] for key in row
-                                     if key != UNDECODABLE))  # in the file's order
+    decodable = [[row for row in rows if UNDECODABLE not in row] for rows, _ in raw.values()]
+    read = sum(len(rows) for rows, _ in raw.values())
+    if read and not any(decodable):
+        raise TunebenchError(f"all {read} rows of data source '{cfg.source}' were skipped: {read} not UTF-8; re-save "
+                             "the file as UTF-8")
+    all_columns = list(dict.fromkeys(key for rows in decodable for row in rows[:50] for key in row))  # file order
     columns = resolve_columns(all_columns, cfg, f"data source '{cfg.source}'")
     strip = cfg.strip_bylines if cfg.strip_bylines is not None else is_cnn_dailymail(cfg.source, columns)
     seen: set[str] = set()

@@ -43,9 +43,32 @@ def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int, max
     return Splits(train=train[:max_train] if max_train is not None else train, val=val, test=test)
 
 
+REASONS = {"undecodable bytes": "not UTF-8", "empty article": "with an empty article",
+           "empty summary": "with an empty summary", "article too short": "with an article shorter than "
+           "data.min_article_words", "duplicate": "duplicates"}
+"""A reason a row was skipped (sources.parse_rows), in words for a message."""
+
+
+def check_rows_kept(loaded: LoadedSource, source: str) -> None:
+    """A source whose every row was skipped says so, with the reasons, instead of a count of zero pairs."""
+    if any(split.examples for split in loaded.splits.values()):
+        return
+    read = sum(split.rows_read for split in loaded.splits.values())
+    if not read:
+        raise TunebenchError(f"data source '{source}' holds no rows; give a file with article/summary pairs")
+    skipped: dict[str, int] = {}
+    for split in loaded.splits.values():
+        for reason, count in split.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    why = ", ".join(f"{count} {REASONS.get(reason, reason)}" for reason, count in skipped.items())
+    raise TunebenchError(f"all {read} rows of data source '{source}' were skipped: {why}; fix the file or its "
+                         "data.* settings")
+
+
 def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
     """The source's own splits where it has them (a missing validation split is carved from train), else a seeded
     split of all pairs; then the caps."""
+    check_rows_kept(loaded, cfg.source)
     parts = {name: split.examples for name, split in loaded.splits.items()}
     if "train" not in parts:
         pool = [ex for name in ("all", "val", "test") for ex in parts.get(name, [])]
@@ -70,6 +93,7 @@ def test_split(loaded: LoadedSource, cfg: DataConfig, exclude: set[str] | None =
     scored on its own source); a seeded shuffle, the first `n_test`."""
     parts = {name: split.examples for name, split in loaded.splits.items()}
     pool = parts.get("test") or [ex for part in parts.values() for ex in part]
+    check_rows_kept(loaded, cfg.source)
     pool = [ex for ex in pool if ex.id not in (exclude or set())]
     if not pool:
         raise TunebenchError(f"data source '{cfg.source}' has no usable article/summary pairs"

@@ -4,6 +4,8 @@ A method is one module under `methods/` that owns:
 - `Settings`: a dataclass deriving from `MethodSettings` (field docstrings, its own `check`, its own `lr`);
   configured as `method.<name>` (dashes become underscores: `method.prompt_tuning.num_virtual_tokens=20`);
 - `apply(lm, settings, tokenizer) -> TunedModel`: freeze the model except what the method trains;
+- optionally `check(lm, settings)`: refuse, with a TunebenchError, settings the loaded model cannot take (called
+  before the run folder is created; it must leave `lm` unchanged);
 - optionally `export(tuned, settings, base_model, out_dir)`: write the trained method as a PEFT adapter folder
   (`base_model`: what `from_pretrained` resolves to the base model); it may return a sentence on how to generate
   with the adapter in PEFT, for the folder's README;
@@ -68,6 +70,14 @@ class Method:
         """Apply the method, with its settings from `cfg`, to `lm` (changed in place); returns a TunedModel."""
         settings = self.settings(cfg) if hasattr(cfg.method, self.key) else None
         return self.module.apply(lm, settings, tokenizer)
+
+    def check(self, lm, cfg: Any) -> None:
+        """Check the method's settings against the loaded model (layers that exist, a depth it has), so a setting
+        that cannot work is refused before any run folder is written. A module's optional `check(lm, settings)`
+        does it (it must not change `lm`); without one there is nothing to check."""
+        check = getattr(self.module, "check", None)
+        if check is not None and hasattr(cfg.method, self.key):
+            check(lm, self.settings(cfg))
 
     def describe(self, cfg: Any) -> dict:
         """The method's settings as recorded in results.json."""

@@ -162,6 +162,10 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     if set(params) != set(state):
         missing, extra = sorted(set(params) - set(state)), sorted(set(state) - set(params))
         raise ValueError(f"saved weights do not match the method: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, param in params.items():  # a sharded parameter (DTensor) reports its whole shape
+        if tuple(state[name].shape) != tuple(param.shape):
+            raise ValueError(f"saved tensor {name} has shape {tuple(state[name].shape)} but the method's has "
+                             f"{tuple(param.shape)}: the run's settings no longer match its weights")
     from tunebench import distributed
 
     with torch.no_grad():

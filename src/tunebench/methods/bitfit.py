@@ -27,11 +27,10 @@ def _is_norm(module) -> bool:
     return "Norm" in type(module).__name__
 
 
-def apply(lm, settings: Settings, tokenizer):
+def _trained(lm, settings: Settings) -> tuple[list, list, list]:
+    """(every bias, the layers' own biases, the norm weights that train) of `lm` under `settings`."""
     from tunebench.errors import TunebenchError
-    from tunebench.methods.base import TunedModel, freeze
 
-    freeze(lm)
     norm_names = {name for name, m in lm.named_modules() if _is_norm(m)}
     biases = [p for name, p in lm.named_parameters() if name.endswith(".bias")]
     layer_biases = [p for name, p in lm.named_parameters()
@@ -41,6 +40,19 @@ def apply(lm, settings: Settings, tokenizer):
                     if name.endswith(".weight") and name.rsplit(".", 1)[0] in norm_names] if use_norms else []
     if not biases and not norm_weights:
         raise TunebenchError(f"{type(lm).__name__} has no biases; set method.bitfit.norms=auto or always")
+    return biases, layer_biases, norm_weights
+
+
+def check(lm, settings: Settings) -> None:
+    """The model has biases, or norm weights that may train."""
+    _trained(lm, settings)
+
+
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.methods.base import TunedModel, freeze
+
+    biases, layer_biases, norm_weights = _trained(lm, settings)
+    freeze(lm)
     for param in biases + norm_weights:
         param.requires_grad_(True)
     tuned = TunedModel(lm)

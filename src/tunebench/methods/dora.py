@@ -13,6 +13,11 @@ class Settings(lora.Settings):
     """LoRA's settings; the magnitude vectors start at the norms of the frozen weights' columns."""
 
 
+def check(lm, settings: Settings) -> None:
+    """The targets match at least one layer of one kind (Linear or Conv1D)."""
+    lora.peft_config(lm, settings, "method.dora", use_dora=True)
+
+
 def apply(lm, settings: Settings, tokenizer):
     from tunebench.methods.adapters import inject
 

@@ -33,14 +33,15 @@ def _defaults(lm, table: dict, what: str) -> list[str]:
     return list(table[model_type])
 
 
-def apply(lm, settings: Settings, tokenizer):
+def _config(lm, settings: Settings):
+    """PEFT's IA3Config for `settings` on `lm` (targets resolved to layer names)."""
     from peft import IA3Config
     from peft.utils.constants import (
         TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
         TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
     )
 
-    from tunebench.methods.adapters import fan_in_fan_out, inject, target_names
+    from tunebench.methods.adapters import fan_in_fan_out, target_names
 
     key = "method.ia3"
     targets = settings.target_modules
@@ -51,9 +52,18 @@ def apply(lm, settings: Settings, tokenizer):
         feedforward = _defaults(lm, TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING, "feedforward_modules")
     names = target_names(lm, targets, key)
     ff_names = [n for n in names if any(n == f or n.endswith("." + f) for f in feedforward)]
-    config = IA3Config(target_modules=names, feedforward_modules=ff_names,
-                       fan_in_fan_out=fan_in_fan_out(lm, names, key))
-    return inject(lm, config)
+    return IA3Config(target_modules=names, feedforward_modules=ff_names, fan_in_fan_out=fan_in_fan_out(lm, names, key))
+
+
+def check(lm, settings: Settings) -> None:
+    """The targets (PEFT's defaults for the model type, or the named layers) match at least one layer."""
+    _config(lm, settings)
+
+
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.methods.adapters import inject
+
+    return inject(lm, _config(lm, settings))
 
 
 def export(tuned, settings: Settings, base_model: str, out_dir):

@@ -38,23 +38,29 @@ def untie_head(lm) -> int:
     return head.weight.numel()
 
 
-def apply(lm, settings: Settings, tokenizer):
+def check(lm, settings: Settings) -> None:
+    """The model has at least `num_blocks` blocks, and a final norm if it is to train."""
     from tunebench.errors import TunebenchError
     from tunebench.layers import final_norm, transformer_blocks
-    from tunebench.methods.base import TunedModel, freeze
 
-    freeze(lm)
     blocks = transformer_blocks(lm)
     if settings.num_blocks > len(blocks):
         raise TunebenchError(f"method.last_block.num_blocks={settings.num_blocks} but the model has {len(blocks)} "
-                             "blocks; lower it")
-    trained = list(blocks[-settings.num_blocks:])
+                             f"blocks; set it to at most {len(blocks)}")
+    if settings.train_final_norm and final_norm(lm) is None:
+        raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
+                             "set method.last_block.train_final_norm=false")
+
+
+def apply(lm, settings: Settings, tokenizer):
+    from tunebench.layers import final_norm, transformer_blocks
+    from tunebench.methods.base import TunedModel, freeze
+
+    check(lm, settings)
+    freeze(lm)
+    trained = list(transformer_blocks(lm)[-settings.num_blocks:])
     if settings.train_final_norm:
-        norm = final_norm(lm)
-        if norm is None:
-            raise TunebenchError(f"cannot find the final norm of {type(lm).__name__}; "
-                                 "set method.last_block.train_final_norm=false")
-        trained.append(norm)
+        trained.append(final_norm(lm))
     added = untie_head(lm) if settings.train_head else 0
     if settings.train_head:
         trained.append(lm.get_output_embeddings())

@@ -50,6 +50,11 @@ def peft_config(lm, settings: Settings, key: str, use_dora: bool = False):
                       bias="none")
 
 
+def check(lm, settings: Settings) -> None:
+    """The targets match at least one layer of one kind (Linear or Conv1D)."""
+    peft_config(lm, settings, "method.lora")
+
+
 def apply(lm, settings: Settings, tokenizer):
     from tunebench.methods.adapters import inject
 
