@@ -16,10 +16,9 @@ SETTINGS = ["methods=[lora,last-block]", "eval.baselines=[zero-shot]", "train.ep
 
 
 def _compare(runs, name, *extra):
-    cmd = [sys.executable, "-m", "tunebench", "compare", "--preset", "smoke", "--runs-dir", str(runs), "--name", name,
-           "--quiet", *extra]
-    if "--resume" not in extra:
-        cmd += ["--set", *SETTINGS]
+    cmd = [sys.executable, "-m", "tunebench", "compare", "--runs-dir", str(runs), "--name", name, "--quiet", *extra]
+    if "--resume" not in extra:  # a resumed run keeps its own config: --preset and --set are refused with --resume
+        cmd += ["--preset", "smoke", "--set", *SETTINGS]
     return cmd
 
 
@@ -103,8 +102,8 @@ def test_a_diverging_method_fails_alone(tmp_path, monkeypatch):
 
 
 def test_train_resume_continues_a_killed_single_method_run(tmp_path):
-    base = [sys.executable, "-m", "tunebench", "train", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet"]
-    settings = ["--set", "train.epochs=3", "train.batch_size=2", "train.checkpoint_every_steps=1"]
+    base = [sys.executable, "-m", "tunebench", "train", "--runs-dir", str(tmp_path), "--quiet"]
+    settings = ["--preset", "smoke", "--set", "train.epochs=3", "train.batch_size=2", "train.checkpoint_every_steps=1"]
     subprocess.run([*base, "--method", "lora", "--name", "ref", *settings], check=True, capture_output=True,
                    timeout=600)
     run = tmp_path / "k"

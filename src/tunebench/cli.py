@@ -154,8 +154,8 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     if getattr(args, "resume", None):
         run_dir = Path(args.resume)
         given = [flag for flag, value in (("--set", args.set), ("--preset", args.preset), ("--config", args.config),
-                                          ("--seeds", args.seeds), ("--name", args.name),
-                                          ("--method", getattr(args, "method", None))) if value]
+                                          ("--seeds", args.seeds), ("--method", getattr(args, "method", None)))
+                 if value]
         if given:
             raise TunebenchError(f"--resume continues {run_dir} with the config it was started with, which is fixed: "
                                  f"{', '.join(given)} cannot change it; start a new run instead")
