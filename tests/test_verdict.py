@@ -62,7 +62,7 @@ def test_paired_tests_are_stored_and_drawn(base):
     test = stored[0]
     assert {"mean", "ci95", "p_value", "resamples", "seed", "n_articles"} <= set(test)
     assert test["mean"] == pytest.approx(-4) and test["resamples"] == 1000
-    assert comparisons(data) == ["- zero-shot vs m: m > zero-shot on R-1 by 4.0 [4.0, 4.0], p = 0.001; m > "
+    assert comparisons(data) == ["zero-shot vs m: m > zero-shot on R-1 by 4.0 [4.0, 4.0], p = 0.001; m > "
                                  "zero-shot on R-2 by 4.0 [4.0, 4.0], p = 0.001; m > zero-shot on R-Lsum by 4.0 "
                                  "[4.0, 4.0], p = 0.001."]
     assert below_zero_shot(data) == []
