@@ -119,16 +119,7 @@ def _writers_run_dir(args: argparse.Namespace, preset: str) -> Path:
     """The run folder as rank 0 names and checks it (its clock), on every rank; its refusal is every rank's."""
     from tunebench import distributed
 
-    run_dir, error = None, None
-    if distributed.is_writer():
-        try:
-            run_dir = _run_dir(args, preset)
-        except TunebenchError as exc:
-            error = str(exc)
-    run_dir, error = distributed.from_writer((run_dir, error))
-    if error:
-        raise TunebenchError(error)
-    return run_dir
+    return distributed.from_writer(distributed.writer_decides(lambda: _run_dir(args, preset)))
 
 
 def _seeds(text: str | None) -> list[int] | None:

@@ -254,16 +254,8 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
 def claim(run_dir: Path, create: bool, held: ExitStack) -> None:
     """The writer locks the run folder (creating it with `create`) until `held` closes; a refusal is raised on
     every rank."""
-    lock, error = None, None
-    if distributed.is_writer():
-        try:
-            lock = claim_run_dir(run_dir, create)
-        except TunebenchError as exc:
-            error = str(exc)
-    error = distributed.from_writer(error)
-    if error:
-        raise TunebenchError(error)
-    if lock is not None:
+    lock = distributed.writer_decides(lambda: claim_run_dir(run_dir, create))
+    if lock is not None:  # the writer's: the other ranks hold no lock
         held.callback(lock.close)
 
 

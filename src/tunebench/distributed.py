@@ -34,6 +34,7 @@ from datetime import timedelta
 import torch
 
 from tunebench import cache
+from tunebench.errors import TunebenchError
 
 
 def world_size() -> int:
@@ -103,6 +104,21 @@ def from_writer(value):
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def writer_decides(work):
+    """Run `work()` on the writer only (naming or claiming the run folder) and return its value there (None on the
+    other ranks); a TunebenchError it raises is raised on every rank with the writer's message."""
+    value, error = None, None
+    if is_writer():
+        try:
+            value = work()
+        except TunebenchError as exc:
+            error = str(exc)
+    error = from_writer(error)
+    if error:
+        raise TunebenchError(error)
+    return value
 
 
 def on_writer(work):
