@@ -486,3 +486,28 @@ def test_hub_id_without_network_fails_within_seconds(tmp_path, monkeypatch):
         assert time.perf_counter() - tick < 10
     finally:
         models.hub_unreachable.cache_clear()
+
+
+def test_hub_dataset_without_network_fails_within_seconds_in_one_line(tmp_path):
+    from tunebench import models
+
+    models.hub_unreachable.cache_clear()
+    try:
+        reachable = models.hub_unreachable() is None
+    finally:
+        models.hub_unreachable.cache_clear()
+    if reachable:
+        pytest.skip("the Hub can be reached from here; this test needs the network to be unavailable")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache: nothing to fall back on
+    tick = time.perf_counter()
+    # a subprocess: the libraries' retry messages go to the stderr their loggers were set up with
+    done = subprocess.run([sys.executable, "-m", "tunebench", "data", "show", "--set",
+                           "data.source=hf:abisee/cnn_dailymail:3.0.0"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    seconds = time.perf_counter() - tick
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tunebench: error: could not load Hub dataset 'abisee/"
+                                                   "cnn_dailymail' (3.0.0): no network"), done.stderr
+    assert seconds < 20, f"{seconds:.0f} s: the libraries retried instead of reading only their cache"

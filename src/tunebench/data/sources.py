@@ -14,6 +14,8 @@ import sys
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,18 +107,47 @@ def _directory_rows(path: Path) -> dict[str, list[dict]]:
                          f"{', '.join(f.name for f in files[:5])}; give one file or name them by split")
 
 
+@contextmanager
+def _cache_only() -> Iterator[None]:
+    """Inside: `datasets` and `huggingface_hub` read their local caches and make no request. Both read
+    HF_HUB_OFFLINE once, when imported, so their flags are set here; otherwise an offline machine retries for
+    about 30 s and prints a line per retry before it fails. Its "using the cached version" warning is silenced:
+    the error, if any, is one line."""
+    import datasets.config
+    import huggingface_hub.constants as hub
+    from datasets.utils import logging
+
+    saved = datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE, logging.get_verbosity()
+    datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE, verbosity = saved
+        logging.set_verbosity(verbosity)
+
+
 def _hub_rows(spec: str, cfg: DataConfig) -> dict[str, list[dict]]:
     """A Hub dataset (or a local folder in Hub layout) through `datasets`; a seeded fraction per split."""
+    from tunebench.models import hub_unreachable
+
     name, _, config = spec[len("hf:"):].partition(":")
     config = config or None
+    local = Path(name).is_dir()  # a local copy in Hub layout: <dir>/<config>/<split>-*.parquet
+    offline = None if local else hub_unreachable()
     try:
         from datasets import load_dataset
 
-        if Path(name).is_dir():  # a local copy in Hub layout: <dir>/<config>/<split>-*.parquet
+        if local:
             dataset = load_dataset(name, data_dir=config)
         else:
-            dataset = load_dataset(name, config)
+            with _cache_only() if offline else nullcontext():
+                dataset = load_dataset(name, config)
     except Exception as exc:  # offline, unknown name, bad config: datasets raises many types
+        if offline:
+            raise TunebenchError(f"could not load Hub dataset '{name}'{f' ({config})' if config else ''}: no network "
+                                 f"({offline}) and it is not in the local Hugging Face cache. Without network, use "
+                                 "local files (data.source=path/to/csv-or-folder) or data.source=xsum-sample") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TunebenchError(f"could not load Hub dataset '{name}'{f' ({config})' if config else ''}: {first[:200]}. "
                              "Without network: a dataset already in the local Hugging Face cache works with "
