@@ -111,3 +111,28 @@ def test_train_resume_continues_a_killed_single_method_run(tmp_path):
                       lambda: (run / "lora" / "checkpoint" / "state.json").exists())
     subprocess.run([*base, "--resume", str(run)], check=True, capture_output=True, timeout=600)
     assert _comparable(run) == _comparable(tmp_path / "ref")
+
+
+def test_resume_refuses_a_damaged_checkpoint_before_running_anything(tmp_path):
+    import shutil
+
+    run = tmp_path / "k"
+    killed = _kill_when(_compare(tmp_path, "k"), lambda: (run / "lora" / "checkpoint" / "state.json").exists())
+    assert killed, "the run finished before it could be killed"
+    time.sleep(0.2)
+    damages = {"state.json": "{\"position\": ", "state.safetensors": "not a tensor file"}
+    for index, (file, content) in enumerate([*damages.items(), ("state.json", "{\"position\": {}}")]):
+        copy = tmp_path / f"copy{index}"
+        shutil.copytree(run, copy)
+        checkpoint = copy / "lora" / "checkpoint"
+        if not (checkpoint / file).exists():  # killed between the two renames: the .old folder is the one read
+            checkpoint = checkpoint.with_name("checkpoint.old")
+        (checkpoint / file).write_text(content)
+        before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".tunebench.lock"}
+        done = subprocess.run(_compare(tmp_path, f"copy{index}", "--resume", str(copy)), capture_output=True,
+                              text=True, timeout=300)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, done.stderr
+        assert len(lines) == 1 and "is damaged" in lines[0] and "lora" in lines[0], done.stderr
+        after = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".tunebench.lock"}
+        assert after == before  # nothing run, nothing written

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from tunebench import distributed
@@ -78,19 +79,32 @@ META_KEYS = ("position", "result", "param_groups", "scheduler", "rng")
 """What state.json of a checkpoint holds (save_training_state)."""
 
 
-def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
-    """Restore what save_training_state wrote; returns (position, result fields)."""
+def check_training_state(folder: Path) -> tuple[Path, dict]:
+    """The folder that holds the checkpoint (the `.old` one if a save was killed between its two renames) and
+    its state.json, read and checked, and its tensor file's header read; a damaged one raises one line."""
     if not (folder / "state.json").is_file() and (folder.with_name(folder.name + ".old") / "state.json").is_file():
         folder = folder.with_name(folder.name + ".old")  # killed between the two renames
     try:
         meta = json.loads((folder / "state.json").read_text())
-        tensors = load_file(str(folder / "state.safetensors"))
-    except (OSError, ValueError) as exc:
-        raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
+        with safe_open(str(folder / "state.safetensors"), framework="pt"):
+            pass
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise TunebenchError(f"checkpoint {folder} is damaged ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
+                             "delete it to restart this method from its start") from None
     missing = [key for key in META_KEYS if key not in meta] if isinstance(meta, dict) else list(META_KEYS)
     if missing:
         raise TunebenchError(f"checkpoint {folder}/state.json is damaged (no field {missing[0]}); delete the "
-                             "checkpoint folder to restart this method")
+                             "checkpoint folder to restart this method from its start")
+    return folder, meta
+
+
+def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict, dict]:
+    """Restore what save_training_state wrote; returns (position, result fields)."""
+    folder, meta = check_training_state(folder)
+    try:
+        tensors = load_file(str(folder / "state.safetensors"))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
     load_trainable_state(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict[int, dict] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]

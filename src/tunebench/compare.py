@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from tunebench import distributed
 from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir
+from tunebench.checkpoint import check_training_state, has_training_state
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
@@ -293,6 +294,10 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         for seed in seeds:
             name = method if len(seeds) == 1 else f"{method}@seed{seed}"
             jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
+    if resume:  # a damaged checkpoint is refused now, not found after the jobs before it have run again
+        for name, _ in jobs:
+            if has_training_state(run_dir / name / "checkpoint"):
+                check_training_state(run_dir / name / "checkpoint")
     run_jobs(jobs, results, run_dir)
     write_outputs(results.data, run_dir)
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
