@@ -95,3 +95,36 @@ def test_frozen_weights_are_cast_once_per_generation_and_nothing_else_changes(ti
     n_frozen = sum(1 for m in tuned.modules() if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad)
     assert every_step - kept >= n_frozen * 8, (every_step, kept, n_frozen)
     assert {name for name, p in tuned.named_parameters() if not p.requires_grad} == frozen  # flags restored
+
+
+@pytest.mark.parametrize("name", ["lora", "dora", "ia3"])
+def test_adapters_are_merged_while_generating_and_the_weights_restored_exactly(tiny_lm, tokenizer, cfg, name,
+                                                                                monkeypatch):
+    from contextlib import nullcontext
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    import tunebench.generate as generate
+
+    tuned = METHODS[name].build(tiny_lm, cfg, tokenizer)
+    with torch.no_grad():  # a trained-looking adapter
+        for p in tuned.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    before = {k: v.clone() for k, v in tuned.state_dict().items()}
+    seen = []  # each adapter layer's `merged` flag whenever it runs
+    layers = [m for m in tuned.modules() if isinstance(m, BaseTunerLayer)]
+    hooks = [m.register_forward_pre_hook(lambda module, args: seen.append(module.merged)) for m in layers]
+    settings, prompts = EvalConfig(max_new_tokens=10, cut="none"), _ids(tokenizer)
+    merged = generate_summaries(tuned, tokenizer, prompts, batch_size=5, settings=settings)
+    assert layers and seen and all(seen)
+    after = tuned.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit for bit, base weights included
+    assert not any(m.merged for m in layers)
+    seen.clear()
+    monkeypatch.setattr(generate, "adapters_merged", lambda model: nullcontext())
+    unmerged = generate_summaries(tuned, tokenizer, prompts, batch_size=5, settings=settings)
+    assert seen and not any(seen)
+    assert merged.texts == unmerged.texts  # fp32: merging changes only rounding
+    for hook in hooks:
+        hook.remove()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -104,6 +105,31 @@ def casts_kept(model: torch.nn.Module) -> Iterator[None]:
             param.requires_grad_(False)
 
 
+@contextmanager
+def adapters_merged(model: torch.nn.Module) -> Iterator[None]:
+    """Inside: every PEFT adapter layer (LoRA, DoRA, IA3) is merged into its base weight, as such a model is
+    deployed, so its summaries cost what they would in use (PEFT's `merge`; unmerged, the adapter adds two small
+    matmuls per layer at every decoding step: LoRA's generation took ~1.5x as long as last-block's in the demo).
+    Afterwards PEFT unmerges and the base weights get their exact saved values back (subtracting the update
+    again would leave rounding in them). Methods without adapter layers pass through unchanged."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and not m.merged]
+    saved = [{name: p.detach().clone() for name, p in m.get_base_layer().named_parameters()} for m in layers]
+    with torch.no_grad():
+        for layer in layers:
+            layer.merge()
+    try:
+        yield
+    finally:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Unmerge result can be inaccurate")  # the exact weights follow
+            for layer, weights in zip(layers, saved, strict=True):
+                layer.unmerge()
+                for name, param in layer.get_base_layer().named_parameters():
+                    param.copy_(weights[name])
+
+
 def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], batch_size: int,
                        settings: EvalConfig, device: str = "cpu",
                        autocast: AbstractContextManager | None = None, progress=None) -> Generated:
@@ -132,7 +158,7 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
             # greedy only: with beams a criterion would end hypotheses, not summaries
             at_cut = AtCut(tokenizer, settings.cut, len(chunk)) \
                 if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
-            with autocast or nullcontext(), casts_kept(model):
+            with adapters_merged(model), autocast or nullcontext(), casts_kept(model):
                 out = model.generate(ids.to(device), mask.to(device), config,
                                      **({"stopping_criteria": [at_cut]} if at_cut else {}))
             for row, index in enumerate(chunk):
