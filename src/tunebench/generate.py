@@ -84,27 +84,6 @@ def until_eos(tokens: list[int], eos_id: int) -> list[int]:
     return tokens[:tokens.index(eos_id)] if eos_id in tokens else tokens
 
 
-@torch.no_grad()
-@contextmanager
-def casts_kept(model: torch.nn.Module) -> Iterator[None]:
-    """Inside an autocast region: each frozen weight is cast to bf16 once per `generate` call, not once per step.
-
-    Autocast caches the low-precision copy of a leaf tensor only if it requires grad (`cached_cast` in PyTorch's
-    autocast_mode.cpp), so the frozen weights of a fine-tuned model were cast again at every decoding step (about
-    a tenth of the demo's generation time on a CPU). They are marked as requiring grad while generating: under
-    `no_grad` (generate's own) that builds no graph, and the casts, hence every number, are the same. The cache
-    is dropped when the outermost autocast region ends.
-    """
-    frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
-    for param in frozen:
-        param.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for param in frozen:
-            param.requires_grad_(False)
-
-
 @contextmanager
 def adapters_merged(model: torch.nn.Module) -> Iterator[None]:
     """Inside: every PEFT adapter layer (LoRA, DoRA, IA3) is merged into its base weight, as such a model is
@@ -115,7 +94,9 @@ def adapters_merged(model: torch.nn.Module) -> Iterator[None]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and not m.merged]
-    saved = [{name: p.detach().clone() for name, p in m.get_base_layer().named_parameters()} for m in layers]
+    # kept in host memory: on a GPU the merged model's memory is what generation costs
+    saved = [{name: p.detach().to("cpu", copy=True) for name, p in m.get_base_layer().named_parameters()}
+             for m in layers]
     with torch.no_grad():
         for layer in layers:
             layer.merge()
@@ -130,6 +111,7 @@ def adapters_merged(model: torch.nn.Module) -> Iterator[None]:
                     param.copy_(weights[name])
 
 
+@torch.no_grad()
 def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], batch_size: int,
                        settings: EvalConfig, device: str = "cpu",
                        autocast: AbstractContextManager | None = None, progress=None) -> Generated:
@@ -158,7 +140,7 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
             # greedy only: with beams a criterion would end hypotheses, not summaries
             at_cut = AtCut(tokenizer, settings.cut, len(chunk)) \
                 if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
-            with adapters_merged(model), autocast or nullcontext(), casts_kept(model):
+            with adapters_merged(model), autocast or nullcontext():
                 out = model.generate(ids.to(device), mask.to(device), config,
                                      **({"stopping_criteria": [at_cut]} if at_cut else {}))
             for row, index in enumerate(chunk):
