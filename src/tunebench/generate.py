@@ -132,28 +132,29 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
     texts, counts, hit = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
     deferred = distributed.Deferred()  # one rank failing is raised on every rank at the gather below
-    for start in range(0, len(order), batch_size):
-        if deferred.error:
-            break
-        chunk = order[start:start + batch_size]
-        with deferred.guard():
-            ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
-            # greedy only: with beams a criterion would end hypotheses, not summaries
-            at_cut = AtCut(tokenizer, settings.cut, len(chunk)) \
-                if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
-            with adapters_merged(model), autocast or nullcontext():
-                out = model.generate(ids.to(device), mask.to(device), config,
-                                     **({"stopping_criteria": [at_cut]} if at_cut else {}))
-            for row, index in enumerate(chunk):
-                stopped = at_cut.stopped[row] if at_cut else None
-                tokens = until_eos(out[row, :stopped].tolist(), tokenizer.eos_token_id)
-                token_ids[index] = tokens
-                texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
-                                        settings.max_sentences)
-                counts[index] = stopped or min(len(tokens) + 1, max_new_tokens)  # + 1: the EOS
-                hit[index] = stopped is None and len(tokens) >= max_new_tokens
-        if progress is not None:
-            progress.update(len(chunk))
+    with adapters_merged(model):  # once for all batches
+        for start in range(0, len(order), batch_size):
+            if deferred.error:
+                break
+            chunk = order[start:start + batch_size]
+            with deferred.guard():
+                ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
+                # greedy only: with beams a criterion would end hypotheses, not summaries
+                at_cut = AtCut(tokenizer, settings.cut, len(chunk)) \
+                    if settings.cut in ("first_line", "blank_line") and settings.num_beams == 1 else None
+                with autocast or nullcontext():
+                    out = model.generate(ids.to(device), mask.to(device), config,
+                                         **({"stopping_criteria": [at_cut]} if at_cut else {}))
+                for row, index in enumerate(chunk):
+                    stopped = at_cut.stopped[row] if at_cut else None
+                    tokens = until_eos(out[row, :stopped].tolist(), tokenizer.eos_token_id)
+                    token_ids[index] = tokens
+                    texts[index] = cut_text(tokenizer.decode(tokens, skip_special_tokens=True), settings.cut,
+                                            settings.max_sentences)
+                    counts[index] = stopped or min(len(tokens) + 1, max_new_tokens)  # + 1: the EOS
+                    hit[index] = stopped is None and len(tokens) >= max_new_tokens
+            if progress is not None:
+                progress.update(len(chunk))
     rows = distributed.gather([(texts[i], counts[i], hit[i], token_ids[i]) for i in order], order, len(prompts),
                               deferred)
     return Generated(*(list(column) for column in zip(*rows, strict=True)))
