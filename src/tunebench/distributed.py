@@ -122,8 +122,9 @@ def writer_decides(work):
 
 
 def on_writer(work):
-    """Run `work()` on the writer only; every rank gets its result, and if it raised, every rank raises (the
-    others would otherwise go on to collectives the writer never joins)."""
+    """Run `work()` on the writer only and return its result there (None on the other ranks); if it raised,
+    every rank raises RankFailed (the others would otherwise go on to collectives the writer never joins).
+    For a refusal whose message every rank should show, see `writer_decides`."""
     deferred = Deferred()
     result = None
     if is_writer():
