@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from tunebench.compare import chat_prompts, prepare
+from tunebench.workbench import chat_prompts, prepare
 from tunebench.config import load_config
 from tunebench.generate import cut_text, generate_summaries
 from tunebench.methods import ZERO_SHOT

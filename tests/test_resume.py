@@ -136,3 +136,55 @@ def test_resume_refuses_a_damaged_checkpoint_before_running_anything(tmp_path):
         assert len(lines) == 1 and "is damaged" in lines[0] and "lora" in lines[0], done.stderr
         after = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".tunebench.lock"}
         assert after == before  # nothing run, nothing written
+
+
+LOOKS = ["methods=[lora,prompt-tuning]", "eval.baselines=[lead,zero-shot]", "eval.decide=true", "train.epochs=1"]
+
+
+def _looks_cmd(runs, name, *extra):
+    cmd = [sys.executable, "-m", "tunebench", "compare", "--runs-dir", str(runs), "--name", name, "--quiet", *extra]
+    return cmd if "--resume" in extra else cmd + ["--preset", "smoke", "--set", *LOOKS]
+
+
+def _inside_a_later_look(run):
+    """A look after the first is under way and at least one record already has its articles."""
+    try:
+        data = json.loads((run / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    looks = data.get("looks") or {}
+    first = len(looks.get("ids", [[]])[0])
+    return bool(looks.get("pending")) and any(len(r["eval"]["per_article"]) > first for r in data["records"]
+                                              if r["status"] == "SUCCESS")
+
+
+def test_sequential_evaluation_end_to_end_and_killed_inside_a_look(tmp_path):
+    """Issue 22 on `smoke`: ties at the first look get more articles, each record's predictions and per-article
+    scores grow with its looks, the report shows the looks; killed inside a later look and resumed, the run ends
+    as the uninterrupted one."""
+    subprocess.run(_looks_cmd(tmp_path, "ref"), check=True, capture_output=True, timeout=600)
+    ref = tmp_path / "ref"
+    data = json.loads((ref / "results.json").read_text())
+    looks = data["looks"]
+    assert looks["sizes"] == [4, 8, 12, 16, 20] and len(looks["ids"]) > 1 and looks["taken"]
+    split = json.loads((ref / "splits.json").read_text())
+    seen = set(split["train"]) | set(split["val"])
+    later = [i for batch in looks["ids"][1:] for i in batch]
+    assert later == split["test_reserve"][:len(later)] and not seen & set(later)  # never a training pair
+    for rec in data["records"]:
+        ids = [row["id"] for row in rec["eval"]["per_article"]]
+        assert ids == [i for batch in looks["ids"][:len(ids) // 4] for i in batch]  # whole looks, in order
+        folder = "lead" if rec["name"].startswith("lead") else rec["name"]
+        lines = (ref / folder / "predictions.jsonl").read_text().splitlines()
+        assert [json.loads(line)["id"] for line in lines] == ids
+    assert "Sequential evaluation: " in (ref / "report.md").read_text()
+    assert data["verdict"]["looks_taken"] == len(looks["ids"])
+
+    run = tmp_path / "k"
+    assert _kill_when(_looks_cmd(tmp_path, "k"), lambda: _inside_a_later_look(run)), "finished before the kill"
+    subprocess.run(_looks_cmd(tmp_path, "k", "--resume", str(run)), check=True, capture_output=True, timeout=600)
+    resumed = json.loads((run / "results.json").read_text())
+    assert {k: resumed["looks"][k] for k in ("sizes", "ids", "taken", "stopped")} == \
+        {k: looks[k] for k in ("sizes", "ids", "taken", "stopped")}
+    assert _comparable(run) == _comparable(ref)
+    assert resumed["verdict"]["action"] == data["verdict"]["action"]

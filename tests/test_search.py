@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from tunebench import search as search_module
-from tunebench.compare import prepare
+from tunebench.workbench import prepare
 from tunebench.config import load_config
 from tunebench.methods import METHODS
 from tunebench.runtime import resolve_runtime, seed_everything

@@ -202,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name: str) -> None:
-    from tunebench.compare import evaluate_tuned, prepare
+    from tunebench.workbench import evaluate_tuned, prepare
     from tunebench.publish import write_outputs
     from tunebench.results import ResultsFile, read_splits
     from tunebench.trained import load_trained

@@ -4,143 +4,45 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
 import shutil
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-
-from tqdm import tqdm
 
 from tunebench import distributed
 from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir
 from tunebench.checkpoint import check_training_state, has_training_state
 from tunebench.config import Config, to_dict, to_yaml
-from tunebench.data import Splits, load_examples, select_splits, test_split
-from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
 from tunebench.errors import TunebenchError
 from tunebench.export import adapter_card
-from tunebench.generate import DECODE_KEYS, generate_summaries
+from tunebench.looks import look_plan, sequential_evaluation
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
-from tunebench.metrics import aggregate, lead_k, rouge_per_article
-from tunebench.models import base_model_path, count_parameters, load_model
+from tunebench.metrics import lead_k
+from tunebench.models import base_model_path, count_parameters
 from tunebench.publish import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
-from tunebench.runtime import Runtime, resolve_runtime, seed_everything
-from tunebench.train import evaluate_loss, train
-
-
-@dataclass
-class Workbench:
-    """Everything the baselines and methods share: config, data, base model, tokenizer, runtime."""
-
-    cfg: Config
-    run_dir: Path
-    splits: Splits
-    encoded: dict[str, list[Encoded]]
-    base_lm: object
-    tokenizer: object
-    runtime: Runtime
-    show_progress: bool = True
-
-
-def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
-            model: tuple[object, object] | None = None, test_only: bool = False,
-            exclude: set[str] | None = None) -> tuple[Workbench, dict]:
-    """Load data and model (unless given), split and encode; returns the workbench and the data facts.
-
-    `test_only`: only test articles are taken from the source (scoring a method trained elsewhere), none of
-    whose ids are in `exclude`."""
-    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
-    seed_everything(cfg.train.seed)
-    d = cfg.data
-    with distributed.writer_first():  # under torchrun, one process fetches the data and converts the model
-        loaded = load_examples(d)
-        base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
-    splits = test_split(loaded, d, exclude) if test_only else select_splits(loaded, d)
-    check_context(cfg, base_lm, tokenizer)
-    base_lm.to(runtime.device)
-    encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
-                                     d.max_summary_tokens) for ex in getattr(splits, name)]
-               for name in ("train", "val", "test")}
-    truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
-    data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
-                  "articles_truncated": truncated, "split_ids_file": "splits.json"}
-    return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime,
-                     show_progress and distributed.is_writer()), data_facts
-
-
-def check_context(cfg: Config, lm, tokenizer) -> None:
-    """The longest sequence a method sees must fit the model's context (soft prompt included)."""
-    limit = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", None)
-    if not limit:
-        return
-    d = cfg.data
-    prefix = max((METHODS[name].settings(cfg).positions_added() for name in cfg.methods), default=0)
-    longest = prefix + d.max_article_tokens + len(tokenizer(d.separator, add_special_tokens=False)["input_ids"]) + \
-        max(d.max_summary_tokens + 1, cfg.eval.max_new_tokens)
-    if longest > limit:
-        raise TunebenchError(f"sequences may reach {longest} tokens (learned prefix {prefix} + data.max_article_tokens "
-                             f"{d.max_article_tokens} + separator + summary) but {cfg.model.name} reads at most "
-                             f"{limit}; lower data.max_article_tokens")
-
-
-def score(bench: Workbench, predictions: list[str], name: str) -> dict:
-    """ROUGE per article and aggregated; predictions saved as JSONL (id, reference, prediction)."""
-    refs = [ex.summary for ex in bench.splits.test]
-    per_article = rouge_per_article(predictions, refs)
-    lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
-             for ex, pred in zip(bench.splits.test, predictions, strict=True)]
-    atomic_write_text(bench.run_dir / name / "predictions.jsonl", "\n".join(lines) + "\n")
-    resamples = bench.cfg.eval.bootstrap_resamples
-    return {"n_articles": len(refs), "rouge": aggregate(per_article, bench.cfg.data.seed, resamples),
-            "per_article": [{"id": ex.id, **s} for ex, s in zip(bench.splits.test, per_article, strict=True)]}
-
-
-def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str,
-                   prompts: list[list[int]] | None = None) -> tuple[dict, dict]:
-    """Generate test summaries and score them; also the test loss on the references (no generation).
-
-    `prompts`: other prompts for the test articles than the methods' one (then no test loss is computed)."""
-    cfg, rt = bench.cfg, bench.runtime
-    own_prompts = prompts is not None
-    prompts = prompts or [ex.prompt_ids for ex in bench.encoded["test"]]
-    with PhaseMonitor() as gen_phase:
-        bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
-                   leave=False)
-        generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size,
-                                       cfg.eval, rt.device, rt.autocast(), progress=bar)
-        bar.close()
-    result = score(bench, generated.texts, name)
-    result["decoding"] = {key: getattr(cfg.eval, key) for key in DECODE_KEYS}
-    if own_prompts:
-        result["prompt"] = "chat template"
-    elif cfg.eval.test_loss:
-        result["test_loss"] = evaluate_loss(tuned, bench.encoded["test"], cfg.eval.batch_size,
-                                            bench.tokenizer.pad_token_id, rt)
-        result["test_perplexity"] = math.exp(min(result["test_loss"], 50.0))
-    result["mean_new_tokens"] = sum(generated.new_tokens) / max(len(prompts), 1)
-    result["share_hit_max_new_tokens"] = sum(generated.hit_max) / max(len(prompts), 1)
-    result["summaries_per_s"] = len(prompts) / gen_phase.wall_s if gen_phase.wall_s else 0.0
-    return result, gen_phase.as_dict()
-
-
-def chat_prompts(bench: Workbench) -> list[list[int]]:
-    """The test articles as the model is meant to be asked: through its chat template, with an instruction."""
-    d = bench.cfg.data
-    return [encode_chat_prompt(bench.tokenizer, ex.article, bench.cfg.eval.chat_instruction, d.max_article_tokens)
-            for ex in bench.splits.test]
+from tunebench.runtime import seed_everything
+from tunebench.train import train
+from tunebench.trained import attach
+from tunebench.workbench import (
+    Workbench,
+    chat_prompts,
+    evaluate_tuned,
+    generate_and_score,
+    prepare,
+    score,
+    summarize_scores,
+)
 
 
 def run_lead(bench: Workbench) -> dict:
     k = bench.cfg.eval.lead_k
     with PhaseMonitor() as phase:
-        result = score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], "lead")
+        result = summarize_scores(bench, score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], "lead"))
     return Record(f"lead-{k}", "baseline", "SUCCESS", eval=result, phases={"generation": phase.as_dict()})
 
 
@@ -282,12 +184,15 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         seeds = seeds or [cfg.train.seed]
         claim(run_dir, True, held)  # made here, exclusively: a folder that exists by now is refused
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-        atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})
+        reserve = [ex.id for ex in bench.splits.reserve]
+        atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids(),
+                                                    "test_reserve": reserve[:max(cfg.eval.max_test or 0,
+                                                                                 5 * cfg.data.n_test)]})
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
                                                          "environment": environment(
                                                              {**bench.runtime.as_dict(),
                                                               "processes": distributed.world_size()}),
-                                                         "prepare_s": prepare_s})
+                                                         "prepare_s": prepare_s, "looks": look_plan(bench)})
         results.save()
     jobs = baseline_jobs(bench)
     for method in cfg.methods:
@@ -299,6 +204,7 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
             if has_training_state(run_dir / name / "checkpoint"):
                 check_training_state(run_dir / name / "checkpoint")
     run_jobs(jobs, results, run_dir)
+    sequential_evaluation(bench, results, rescorers(bench))
     write_outputs(results.data, run_dir)
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
@@ -316,6 +222,27 @@ def baseline_jobs(bench: Workbench) -> list[tuple[str, object]]:
         jobs.append(("zero-shot-chat", lambda: run_method(bench, ZERO_SHOT, False, name="zero-shot-chat",
                                                           prompts=chat_prompts(bench))))
     return jobs
+
+
+def rescorers(bench: Workbench):
+    """How each kind of record is scored on more test articles (sequential evaluation): Lead-k from the articles,
+    the baselines with the base model, a trained method with its saved weights reloaded onto a copy of it."""
+    cfg = bench.cfg
+
+    def rescore(rec: dict, examples: list) -> list[dict]:
+        if rec["name"] == f"lead-{cfg.eval.lead_k}":
+            return score(bench, [lead_k(ex.article, cfg.eval.lead_k) for ex in examples], "lead", examples)
+        if rec["kind"] == "baseline":
+            tuned = ZERO_SHOT.build(bench.base_lm, cfg, bench.tokenizer)
+        else:
+            lm = copy.deepcopy(bench.base_lm)
+            tuned = attach(bench.run_dir, cfg, rec["method"], rec["name"], lm, bench.tokenizer)
+        tuned.to(bench.runtime.device)
+        chat = chat_prompts(bench, examples) if rec["eval"].get("prompt") == "chat template" else None
+        rows, _ = generate_and_score(bench, tuned, rec["name"], examples, chat)
+        return rows
+
+    return rescore
 
 
 def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path) -> None:

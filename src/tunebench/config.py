@@ -150,6 +150,21 @@ class EvalConfig:
     through its chat template with `chat_instruction`; only for models that have a chat template)."""
     chat_instruction: str = "Summarize the following article."
     """The instruction the `zero-shot-chat` baseline puts before the article."""
+    decide_on: str = "rouge1"
+    """The ROUGE key the verdict is decided on (rouge1, rouge2, rougeL or rougeLsum), chosen before the run; the
+    others are reported beside it."""
+    decide: bool = True
+    """Sequential evaluation: while the verdict is open (methods tied, or the best not yet separated from a
+    baseline), score only the records involved on the next `eval.decide_step` unseen test articles, up to
+    `eval.max_test` articles or `eval.decide_seconds`; the boundaries keep the error rate at 5% over all looks."""
+    decide_step: int | None = None
+    """Test articles added per look (None: data.n_test). Range: >= 1, or None."""
+    max_test: int | None = None
+    """Most test articles a record is scored on, the first look's included (None: 5 x data.n_test); fewer when the
+    data has fewer unused articles. Range: >= 1, or None."""
+    decide_seconds: float = 600.0
+    """Wall seconds the extra looks may take in all; a look that would go past it is not started.
+    Range: a finite number > 0."""
 
 
 @dataclass
@@ -320,12 +335,12 @@ def load_config(preset: str | None = None, config_file: str | None = None,
 COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "data.max_train", "train.epochs",
           "train.batch_size", "train.grad_accum_steps", "train.max_steps", "train.max_tokens", "train.threads",
           "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
-          "eval.max_sentences", "search.trials", "search.rungs")
+          "eval.max_sentences", "eval.decide_step", "eval.max_test", "search.trials", "search.rungs")
 """Whole numbers >= 1 (None passes where the field allows it): zero would leave nothing to do."""
 NON_NEGATIVE = ("data.seed", "train.seed", "data.n_val", "data.min_article_words", "train.warmup_steps",
                 "train.checkpoint_every_steps", "eval.no_repeat_ngram_size")
 """Whole numbers >= 0: seeds, and counts where 0 means "none" or "off"."""
-POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s")
+POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s", "eval.decide_seconds")
 """Finite numbers > 0 (None passes where the field allows it): rates, norms, durations."""
 FRACTIONS = ("data.fraction", "search.budget_fraction")
 """Shares in (0, 1]."""
@@ -381,6 +396,10 @@ def validate(cfg: Config) -> None:
                              f"--set train.{amount}=1000")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line"))
+    require_choice("eval.decide_on", cfg.eval.decide_on, ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    if cfg.eval.max_test is not None and cfg.eval.max_test < cfg.data.n_test:
+        raise TunebenchError(f"eval.max_test ({cfg.eval.max_test}) is below data.n_test ({cfg.data.n_test}), the "
+                             "articles of the first look; raise it or lower data.n_test")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise TunebenchError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got '{cfg.train.device}'")
     for baseline in cfg.eval.baselines:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from tunebench.compare import chat_prompts, prepare
+from tunebench.workbench import chat_prompts, prepare
 from tunebench.config import Config
 from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from tunebench.cache import atomic_write_json, atomic_write_text, claim_run_dir
-from tunebench.compare import baseline_jobs, evaluate_tuned, prepare, run_jobs
+from tunebench.compare import baseline_jobs, run_jobs
+from tunebench.workbench import evaluate_tuned, prepare
 from tunebench.config import load_config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.publish import write_outputs

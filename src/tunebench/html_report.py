@@ -15,7 +15,9 @@ table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 th{background:#f0f0f0}img{max-width:100%;margin:1em 0;border:1px solid #eee}li{margin:.3em 0}
 .side{display:flex;gap:2em;align-items:flex-start}.side>figure{flex:3;margin:0}.side>p{flex:2;font-size:1.1em}
-figcaption{font-size:12px;color:#555}"""
+figcaption{font-size:12px;color:#555}
+.decision{font-size:1.25em;font-weight:bold;border:2px solid #2a6;background:#eef8f0;padding:.8em 1em;max-width:60em}
+.side>div{flex:2}"""
 
 
 def inline(text: str) -> str:
@@ -25,7 +27,7 @@ def inline(text: str) -> str:
 
 def _block(block, plot_dir: Path) -> str:
     if isinstance(block, Para):
-        return f"<p>{inline(block.text)}</p>"
+        return f'<p class="decision">{inline(block.text)}</p>' if block.box else f"<p>{inline(block.text)}</p>"
     if isinstance(block, Table):
         head = "".join(f"<th>{inline(h)}</th>" for h in block.header)
         body = "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in block.rows)
@@ -44,8 +46,9 @@ def render_html(data: dict, plots: list[Path]) -> str:
     parts = []
     for i, section in enumerate(sections(data, [p.name for p in plots])):
         body = "".join(_block(block, plot_dir) for block in section.blocks)
-        if section.side_by_side:
-            body = f'<div class="side">{body}</div>'
+        if section.side_by_side:  # the picture, and beside it the words
+            words = "".join(_block(block, plot_dir) for block in section.blocks[1:])
+            body = f'<div class="side">{_block(section.blocks[0], plot_dir)}<div>{words}</div></div>'
         parts.append(f"<h{1 if i == 0 else 2}>{inline(section.title)}</h{1 if i == 0 else 2}>{body}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench comparison</title><style>{STYLE}</style></head>

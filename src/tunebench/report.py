@@ -16,13 +16,15 @@ from tunebench.cache import atomic_write_text
 from tunebench.methods import ZERO_SHOT
 from tunebench.metrics import ROUGE_KEYS
 from tunebench.published import PUBLISHED, dataset_key
-from tunebench.verdict import peak_rss_mb, significant
+from tunebench.verdict import peak_rss_mb, significant, train_cpu_s
 
 
 @dataclass
 class Para:
     text: str
     """One paragraph; `code` spans in backticks."""
+    box: bool = False
+    """The decision: shown boxed above everything else."""
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Section:
     """HTML puts the blocks next to each other (the lead picture beside its verdict)."""
 
 
-LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum"}
+LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum", "test_loss": "test loss"}
 HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl", "trainable params",
           "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
 
@@ -116,12 +118,15 @@ def seed_summary(data: dict) -> list[Section]:
 
 def _difference_words(test: dict) -> str:
     a, b, key, low, high = test["a"], test["b"], test["metric"], *test["ci95"]
+    digits = 3 if test.get("lower_is_better") else 1
     if significant(test):
-        winner, loser = (a, b) if test["mean"] > 0 else (b, a)
-        return (f"{winner} > {loser} on {LABELS[key]} by {abs(test['mean']):.1f} "
-                f"[{min(abs(low), abs(high)):.1f}, {max(abs(low), abs(high)):.1f}], p = {test['p_value']:.3f}")
-    return f"no significant difference on {LABELS[key]} ({test['mean']:+.1f} [{low:+.1f}, {high:+.1f}], " \
-           f"p = {test['p_value']:.3f})"
+        better_a = (test["mean"] > 0) != bool(test.get("lower_is_better"))
+        winner, loser = (a, b) if better_a else (b, a)
+        return (f"{winner} better than {loser} on {LABELS[key]} by {abs(test['mean']):.{digits}f} "
+                f"[{min(abs(low), abs(high)):.{digits}f}, {max(abs(low), abs(high)):.{digits}f}], "
+                f"p = {test['p_value']:.3g}")
+    return f"no significant difference on {LABELS[key]} ({test['mean']:+.{digits}f} [{low:+.{digits}f}, " \
+           f"{high:+.{digits}f}], p = {test['p_value']:.3g})"
 
 
 def comparisons(data: dict) -> list[str]:
@@ -132,35 +137,125 @@ def comparisons(data: dict) -> list[str]:
     return [f"{a} vs {b}: " + "; ".join(parts) + "." for (a, b), parts in pairs.items()]
 
 
+def _diff(test: dict | None) -> str:
+    return "" if not test else f"{test['mean']:+.1f}, p = {test['p_value']:.3g} on {test['n_articles']} articles"
+
+
+def _last_test(data: dict, a: str, b: str) -> dict | None:
+    """The decisive paired test of a - b at its last look (verdict hypotheses), or None."""
+    for h in data["verdict"].get("hypotheses", []):
+        for t in h["tests"]:
+            if {t["a"], t["b"]} == {a, b} and t.get("crossed"):
+                c = t["crossed"]
+                return c if t["a"] == a else {**c, "mean": -c["mean"]}
+    for t in data.get("comparisons", []):
+        if t["metric"] == data["verdict"]["decide_on"] and {t["a"], t["b"]} == {a, b}:
+            return t if t["a"] == a else {**t, "mean": -t["mean"]}
+    return None
+
+
+def _cost(rec: dict) -> str:
+    train = rec["train"]
+    return (f"{train_cpu_s(rec):,.0f} CPU s ({train['train_time_s']:.0f} s wall) to train, "
+            f"{peak_rss_mb(rec):,.0f} MB peak, {rec['params']['trainable']:,} trained parameters")
+
+
+def cost_line(data: dict, v: dict) -> str:
+    """What deciding the open questions would take, and the setting that gets there."""
+    cost = v.get("cost_to_decide")
+    if not cost:
+        return ""
+    who = ", ".join(cost["records"])
+    if cost["articles"] is None:
+        return (f"The differences left open ({who}) are too small to separate with fewer than 100,000 test "
+                f"articles: treat them as equal on {LABELS[v['decide_on']]}.")
+    seconds = int(math.ceil(cost["minutes"] * 60 * 1.5 / 60.0) * 60) or 60
+    unused = (data.get("looks") or {}).get("sizes", [0])[-1]
+    available = ""
+    if cost["articles"] > unused and len((data.get("looks") or {}).get("sizes", [])) > 1:
+        available = f" (this data offered {unused} test articles: give more data, or lower data.max_train)"
+    return (f"Deciding would take about {cost['articles']:,} test articles for {who} (they have {cost['have']}; "
+            f"about {cost['minutes']:.0f} more minutes of generation on this machine, if the differences seen so far "
+            f"are the true ones){available}: run the comparison again with `--set eval.max_test={cost['articles']} "
+            f"eval.decide_seconds={seconds}`.")
+
+
 def advice(data: dict) -> list[str]:
-    """'Which method to pick', drawn from the stored verdict: a winner only where the tests separate it."""
+    """'Which method to pick', from the stored verdict; the first sentence is the action."""
     v = data.get("verdict") or {}
-    if not v.get("best"):
+    if not v.get("action"):
         return []
     records = {r["name"]: r for r in data["records"]}
-    metrics = ", ".join(LABELS[k] for k in v["metrics"])
-    if v.get("methods", 2) == 1:
-        lines = [f"Only one method was trained ({v['best'][0]}): compare it with the baselines below."]
-    elif v["tied"]:
-        lines = [f"Tied for best quality: {', '.join(v['best'])} (by the paired tests on {metrics}, each of them "
-                 "is beaten by no other method, or cannot be told apart from one that is)."]
+    metric, n, base = LABELS[v["decide_on"]], v["n_articles"], v.get("best_baseline")
+    out_words = "; ".join(f"{m} is below {why.split(' ', 1)[1]}" for m, why in v["out"].items())
+    if v["action"] == "pick":
+        pick = v["pick"]
+        above = f" (best baseline {base}: {_diff(_last_test(data, pick, base))})" if base else ""
+        lines = [f"Pick {pick}: on {metric} it is significantly above every baseline{above}"
+                 + (" and every other trained method" if v["methods"] > 1 else "") + f", over {n} test articles."]
+    elif v["action"] == "none":
+        lines = [f"Pick none: no trained method beats {base or 'the baselines'} on {metric} at this budget "
+                 f"({n} test articles)."]
+        for m in v["contenders"]:
+            lines.append(f"{m} is not yet separated from the baselines it has not beaten ({base}: "
+                         f"{_diff(_last_test(data, m, base))}).")
     else:
-        lines = [f"Best quality: {v['best'][0]} (significantly better than every other method on at least one of "
-                 f"{metrics}, and worse on none)."]
-    if len(v["best"]) > 1:
-        cheapest = []
-        for name in v["pareto"]:
-            rec = records[name]
-            cheapest.append(f"{name} ({rec['train']['train_time_s']:.0f} s, {peak_rss_mb(rec):.0f} MB, "
-                            f"{rec['params']['trainable']:,} trained parameters)")
-        lines.append("Among them, none is both faster, leaner and smaller than these (Pareto front on training "
-                     f"time, peak memory, trained parameters): {'; '.join(cheapest)}.")
-    mde = v.get("minimum_detectable_rouge2")
-    if mde is not None:
-        lines.append(f"With {v['n_articles']} test articles the paired test detects a true R-2 difference of about "
-                     f"{mde:.1f} points {100 * v['power']:.0f}% of the time; smaller differences may show as ties "
-                     "(raise data.n_test to see them).")
+        contenders = ", ".join(v["contenders"])
+        if set(v["qualified"]) == set(v["contenders"]):
+            lines = [f"Cannot tell yet between {contenders}: each beats every baseline on {metric}, but no paired "
+                     f"test separates them on {n} test articles."]
+        else:
+            lines = [f"Cannot tell yet: {', '.join(v['qualified'])} beat{'s' if len(v['qualified']) == 1 else ''} "
+                     f"every baseline on {metric}, and {', '.join(m for m in v['contenders'] if m not in v['qualified'])}"
+                     f" is neither separated from it nor shown to beat the baselines ({n} test articles)."]
+        if v.get("pick"):
+            lines.append(f"If you must pick now, take {v['pick']}, the cheapest of those that beat the baselines "
+                         f"({_cost(records[v['pick']])}).")
+    if out_words:
+        lines.append(f"Out: {out_words}.")
+    if v["action"] == "pick" and len(v["pareto"]) == 1 and v["pick"] in records:
+        lines.append(f"Its cost: {_cost(records[v['pick']])}.")
+    line = cost_line(data, v)
+    if line:
+        lines.append(line)
     return lines
+
+
+def procedure_line(data: dict) -> str:
+    """How the decision was reached: looks, boundary, multiplicity, in one paragraph."""
+    v, looks = data.get("verdict") or {}, data.get("looks") or {}
+    if not v.get("action"):
+        return ""
+    b = v["boundary"]
+    taken, planned = v["looks_taken"], v["looks_planned"]
+    how = (f"Sequential evaluation: {taken} look{'s' if taken != 1 else ''} of {planned} planned "
+           f"(at {', '.join(str(x) for x in looks.get('sizes', []))} articles), stopped: "
+           f"{looks.get('stopped') or 'running'}; extra scoring took {looks.get('seconds', 0):.0f} s; only the records "
+           "an open question involved were scored again. " if planned > 1 else "One look at the test articles. ")
+    return (how + f"Decided on {LABELS[v['decide_on']]} (the other metrics are reported below, not decided on): "
+            f"paired sign-flip tests on the articles both records have, {b['spending']}, {b['multiplicity']}: at most "
+            f"a {100 * b['alpha']:.0f}% chance of any false separation over all looks and comparisons.")
+
+
+def loss_line(data: dict) -> str:
+    """The second signal: test loss on the reference summaries, and whether it orders records as ROUGE does."""
+    v = data.get("verdict") or {}
+    scored = [r for r in data["records"] if r["status"] == "SUCCESS" and r["eval"].get("test_loss") is not None]
+    if len(scored) < 2 or not v.get("decide_on"):
+        return ""
+    key = v["decide_on"]
+    rouge = {(t["a"], t["b"]): t for t in data.get("comparisons", []) if t["metric"] == key and significant(t)}
+    tests = [t for t in data.get("comparisons", []) if t["metric"] == "test_loss" and significant(t)
+             and (t["a"], t["b"]) in rouge]
+    agree = sum(1 for t in tests if (t["mean"] < 0) == (rouge[(t["a"], t["b"])]["mean"] > 0))
+    losses = ", ".join(f"{r['name']} {r['eval']['test_loss']:.3f}" for r in sorted(scored, key=lambda r:
+                                                                                     r["eval"]["test_loss"]))
+    return (f"Second signal, test loss on the reference summaries (lower is better, no generation): {losses}. "
+            f"Of the {len(tests)} pairs both it and {LABELS[key]} separate (paired, unadjusted p < 0.05), {agree} "
+            f"rank the two records the same way" + ("." if agree == len(tests) else
+                                                  ": where they disagree, the loss and ROUGE measure different "
+                                                  "things (fit to the reference wording vs overlap of the "
+                                                  "generated summary)."))
 
 
 def _data_line(facts: dict) -> str:
@@ -276,23 +371,6 @@ def search_rows(data: dict) -> list[Section]:
         Table(["method", "learning rate: validation loss", "chosen", "trial steps", "search s"], rows)])]
 
 
-def below_zero_shot(data: dict, key: str = "rouge2") -> list[str]:
-    """Methods the stored paired tests cannot put above the zero-shot baseline, named with their learning rate."""
-    trained = {r["name"]: r for r in data["records"] if r.get("kind") == "method" and r.get("train")}
-    lines = []
-    for test in data.get("comparisons", []):
-        if test["metric"] != key or ZERO_SHOT.name not in (test["a"], test["b"]):
-            continue
-        method = test["b"] if test["a"] == ZERO_SHOT.name else test["a"]
-        sign = 1 if test["a"] == method else -1
-        low, high = sorted(sign * x for x in test["ci95"])
-        if method in trained and low <= 0:
-            lines.append(f"{method} (lr {trained[method]['train']['lr']:g}) did not beat zero-shot on {LABELS[key]} "
-                         f"at this budget ({sign * test['mean']:+.1f} [{low:+.1f}, {high:+.1f}], "
-                         f"p = {test['p_value']:.3f}).")
-    return lines
-
-
 def evaluation_line(data: dict) -> list[str]:
     """For a folder written by `tunebench evaluate --data`: where the method was trained, where it is scored."""
     origin = data.get("evaluation")
@@ -332,12 +410,16 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  + (f" per process, {env['processes']} processes (torchrun, data parallel)"
                     if env.get("processes", 1) > 1 else "") + ".")]
     lead += [Para(line) for line in [_data_line(facts), *evaluation_line(data), *merged_line(data)] if line]
-    out = [Section("tunebench comparison", lead)]
     pick = advice(data)
+    v = data.get("verdict") or {}
+    if pick:
+        lead.insert(0, Para(f"{pick[0]} (decided after {v['looks_taken']} look{'s' if v['looks_taken'] != 1 else ''}"
+                            f" at the test articles)" if v["action"] != "undecided" else pick[0], box=True))
+    out = [Section("tunebench comparison", lead)]
     if pick:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
-        out.append(Section("Which method to pick", [*blocks, Para(" ".join(pick + below_zero_shot(data)))],
-                           side_by_side=bool(blocks)))
+        words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), loss_line(data)) if line]
+        out.append(Section("Which method to pick", [*blocks, *words], side_by_side=bool(blocks)))
     out.append(Section("Every record", [
         Para(f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
              f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
@@ -347,9 +429,11 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     lines = comparisons(data)
     if lines:
         out.append(Section("Which differences are significant", [
-            Para("Paired over the same test articles: 95% bootstrap interval of the mean difference (first minus "
-                 "second) and the two-sided p-value of a paired sign-flip permutation test; a difference counts as "
-                 "significant when the interval excludes 0 and p < 0.05. With repeats, each method's first seed."),
+            Para("Every pair, unadjusted (detail, not the decision: the verdict above corrects for the looks and the "
+                 "number of comparisons): paired over the test articles both records have, the 95% bootstrap "
+                 "interval of the mean difference (first minus second) and the two-sided p-value of a paired "
+                 "sign-flip permutation test; 'better' where the interval excludes 0 and p < 0.05. With repeats, "
+                 "each method's first seed."),
             Items(lines)]))
     out += budget_rows(data)
     out += search_rows(data)
@@ -380,7 +464,7 @@ def render_markdown(data: dict, plots: list[str] | None = None) -> str:
         out += [f"{'#' if i == 0 else '##'} {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Para):
-                out += [block.text, ""]
+                out += [f"> **{block.text}**" if block.box else block.text, ""]
             elif isinstance(block, Table):
                 out += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header),
                         *("| " + " | ".join(row) + " |" for row in block.rows), ""]

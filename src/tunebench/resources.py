@@ -63,6 +63,8 @@ class PhaseMonitor:
         self.interval_s = interval_s
         self.process = psutil.Process()
         self.wall_s = 0.0
+        self.cpu_s = 0.0
+        """CPU seconds of this process (all its threads) in the phase: moves less with other load than wall_s."""
         self.peak_rss_mb = 0.0
         self.start_rss_mb = 0.0
         self.peak_cuda_allocated_mb: float | None = None
@@ -71,6 +73,10 @@ class PhaseMonitor:
         self._gpu = _Gpu()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _cpu_time(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
 
     def _take_sample(self) -> None:
         rss = self.process.memory_info().rss / 2**20
@@ -89,6 +95,7 @@ class PhaseMonitor:
             torch.cuda.reset_peak_memory_stats()
         self.start_rss_mb = self.peak_rss_mb = self.process.memory_info().rss / 2**20
         self.process.cpu_percent(None)  # starts psutil's CPU-time interval
+        self._cpu_start = self._cpu_time()
         self._start = time.perf_counter()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -96,6 +103,7 @@ class PhaseMonitor:
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.wall_s = time.perf_counter() - self._start
+        self.cpu_s = self._cpu_time() - self._cpu_start
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -105,7 +113,7 @@ class PhaseMonitor:
             self.peak_cuda_reserved_mb = torch.cuda.max_memory_reserved() / 2**20
 
     def as_dict(self) -> dict:
-        out = {"wall_s": round(self.wall_s, 3), "start_rss_mb": round(self.start_rss_mb, 1),
+        out = {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3), "start_rss_mb": round(self.start_rss_mb, 1),
                "peak_rss_mb": round(self.peak_rss_mb, 1)}
         if self.peak_cuda_allocated_mb is not None:
             out["peak_cuda_allocated_mb"] = round(self.peak_cuda_allocated_mb, 1)
@@ -124,7 +132,7 @@ def _across_ranks(out: dict) -> dict:
 
     if distributed.world_size() == 1:
         return out
-    keys = ("wall_s", "start_rss_mb", "peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb",
+    keys = ("wall_s", "cpu_s", "start_rss_mb", "peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb",
             "mean_cpu_pct")
     ranks = distributed.gather_objects({k: out[k] for k in keys if k in out})
     out["ranks"] = ranks

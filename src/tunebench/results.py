@@ -16,9 +16,12 @@ from tunebench.cache import atomic_write_json
 from tunebench.errors import TunebenchError
 from tunebench.verdict import add_statistics
 
-SCHEMA_VERSION = 3
-"""3: paired tests (`comparisons`: bootstrap interval + permutation p-value) and the verdict stored beside the
-records; `evaluation` in a folder written by `evaluate --data`. 1 and 2 are read and their tests recomputed."""
+SCHEMA_VERSION = 4
+"""4: `looks` (sequential evaluation: planned article counts, the ids of each look taken, why it stopped); the
+verdict is an action (pick / none / undecided) from group-sequential, Holm-corrected tests on `eval.decide_on`,
+records carry per-article test losses and CPU seconds. 3: paired tests (`comparisons`) and the verdict stored
+beside the records; `evaluation` in a folder written by `evaluate --data`. 1 to 3 are read and their tests and
+verdict recomputed (as one look over the articles each pair has in common)."""
 PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers", "datasets",
             "numpy")
 
@@ -122,12 +125,13 @@ def read_results(run_dir: Path) -> dict:
     if not path.is_file():
         raise TunebenchError(f"{run_dir} has no results.json; give a run folder written by `tunebench compare`")
     data = read_json(path, "results file")
-    if data.get("schema_version") not in (1, 2, SCHEMA_VERSION):
+    if data.get("schema_version") not in (1, 2, 3, SCHEMA_VERSION):
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
                              f"1 to {SCHEMA_VERSION}")
     check_results(data, path)
     if data["schema_version"] < SCHEMA_VERSION:
-        # version 1 stored no tests, version 2 bootstrap-only ones: compute them from the per-article scores
+        # version 1 stored no tests, 2 bootstrap-only ones, 3 a verdict without looks or multiplicity correction:
+        # compute them from the per-article scores
         data = {**add_statistics(data), "schema_version": SCHEMA_VERSION}
     return data
 
@@ -173,6 +177,16 @@ def check_results(data: dict, path: Path) -> None:
         _expect(isinstance(seeds, list) and bool(seeds) and
                 all(s is None or (isinstance(s, int) and not isinstance(s, bool) and s >= 0) for s in seeds), path,
                 "seeds", "a list of seeds >= 0", seeds)
+    if "looks" in data:
+        looks = data["looks"]
+        _expect(isinstance(looks, dict) and isinstance(looks.get("sizes"), list) and bool(looks["sizes"])
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in looks["sizes"]),
+                path, "looks.sizes", "a list of article counts", looks.get("sizes") if isinstance(looks, dict)
+                else looks)
+        _expect(isinstance(looks.get("ids"), list) and all(isinstance(batch, list) and
+                                                           all(isinstance(i, str) for i in batch)
+                                                           for batch in looks["ids"]),
+                path, "looks.ids", "a list of lists of article ids", looks.get("ids", MISSING))
     records = data.get("records", MISSING)
     _expect(isinstance(records, list), path, "records", "a list", records)
     for index, rec in enumerate(records):

@@ -167,6 +167,29 @@ def evaluate_loss(model: TunedModel, examples: list[Encoded], batch_size: int, p
     return float(total) / max(count, 1)
 
 
+@torch.no_grad()
+def per_article_loss(model: TunedModel, examples: list[Encoded], batch_size: int, pad_id: int,
+                     runtime: Runtime) -> list[tuple[float, int]]:
+    """(summed cross-entropy, target tokens) of each example's reference summary, in the examples' order: one
+    forward pass per article, no generation. Under torchrun each rank scores its share and every rank gets all."""
+    model.eval()
+    mine = distributed.share(list(range(len(examples))))
+    out: list[tuple[float, int]] = []
+    deferred = distributed.Deferred()
+    mine_examples = [examples[i] for i in mine]
+    for indices in batch_order(mine_examples, batch_size, seed=0, shuffle=False):
+        if deferred.error:
+            break
+        with deferred.guard():
+            batch = make_batch(mine_examples, indices, pad_id, runtime.device)
+            with runtime.autocast():
+                sums, counts = per_example_loss(model, batch)
+            out += [(mine[i], float(s), int(c)) for i, s, c in zip(indices, sums.double().cpu(), counts.cpu(),
+                                                                  strict=True)]
+    rows = distributed.gather([(s, c) for _, s, c in out], [i for i, _, _ in out], len(examples), deferred)
+    return [tuple(row) for row in rows]
+
+
 def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
           runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
           on_epoch_end: Callable[[int, TunedModel], None] | None = None, state_dir: Path | None = None,

@@ -1,22 +1,40 @@
-"""Which method to pick, from the paired tests: ties are named as ties, then the cheapest of the best.
+"""Which method to pick, from paired tests that stay valid when the articles are looked at more than once.
 
-Every pair of records scored on the same articles is compared on R-1, R-2 and R-Lsum with a paired bootstrap
-interval and a paired permutation test (`metrics.paired_difference`); the tests are stored in results.json
-(`comparisons`), and the verdict drawn from them (`verdict`), so the report only prints them.
+The verdict is decided on one metric chosen before the run (`eval.decide_on`), by a family of hypotheses:
+- for each trained method m, "m is above every baseline" (an intersection-union test, Berger 1982: rejected when
+  each of m's paired tests against Lead-k, zero-shot and zero-shot-chat is, in m's favour);
+- for each pair of trained methods, "they score the same".
+Each paired test is a sign-flip permutation test on the articles both records have (paired by article id), looked
+at after each batch of test articles (`looks` in results.json) against group-sequential boundaries
+(sequential.py); the family is corrected with Holm's step-down (Holm 1979), its group-sequential form (Maurer &
+Bretz 2013): a hypothesis tested at level alpha / (hypotheses not yet rejected), that level rising as others are
+rejected. Over all looks and all hypotheses the chance of any false separation stays at most ALPHA.
+
+From the rejections: a method is out when another method or a baseline is significantly above it; the methods not
+out are the contenders; one contender that beats every baseline is the pick; several are a tie that more articles
+may decide (compare.py's sequential evaluation asks `open_records` which records to score further).
+Every pair of records is also compared on every ROUGE key and the test loss (`comparisons`), unadjusted, for the
+report; the verdict reads only the hypotheses above.
 """
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from statistics import NormalDist
 
 import numpy as np
 
-from tunebench.metrics import paired_difference
+from tunebench.metrics import paired_difference, sign_flip_p
+from tunebench.sequential import SPENDING, nominal_p
 
 COMPARED_KEYS = ("rouge1", "rouge2", "rougeLsum")
+LOWER_IS_BETTER = ("test_loss",)
 POWER = 0.8
 ALPHA = 0.05
+DECIDE_ON = "rouge1"
+BIG = 100_000
+"""Articles beyond which a difference is reported as too small to be worth deciding."""
 
 
 def primary_records(data: dict) -> list[dict]:
@@ -30,47 +48,161 @@ def primary_records(data: dict) -> list[dict]:
     return out
 
 
-def _scores(rec: dict, key: str) -> list[float]:
-    return [x[key] for x in rec["eval"]["per_article"]]
+def values(rec: dict, key: str) -> dict[str, float]:
+    """A record's per-article `key` by article id (articles without it left out)."""
+    return {x["id"]: x[key] for x in rec["eval"]["per_article"] if x.get(key) is not None}
 
 
-def _ids(rec: dict) -> list[str]:
-    return [x["id"] for x in rec["eval"]["per_article"]]
+def look_plan(data: dict) -> tuple[tuple[int, ...], list[list[str]]]:
+    """(planned cumulative article counts, ids of each look taken, cumulative). Runs without looks (older files,
+    `evaluate` folders, merged runs) are one look over whatever articles a pair has in common."""
+    plan = data.get("looks")
+    if not plan or not plan.get("ids"):
+        return (), []
+    cumulative, ids = [], []
+    for batch in plan["ids"]:
+        ids = ids + list(batch)
+        cumulative.append(ids)
+    return tuple(plan["sizes"]), cumulative
 
 
-def paired_tests(data: dict, seed: int = 0) -> list[dict]:
-    """Every pair of primary records on the same articles x every compared metric: a - b, CI, p-value."""
-    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
-    tests = []
-    for a, b in combinations(primary_records(data), 2):
-        if _ids(a) != _ids(b):
-            continue  # merged runs on different articles: no paired comparison
-        for key in COMPARED_KEYS:
-            diff = paired_difference(_scores(a, key), _scores(b, key), seed=seed, resamples=resamples)
-            tests.append({"a": a["name"], "b": b["name"], "metric": key, **diff, "resamples": resamples,
-                          "seed": seed, "n_articles": len(_ids(a))})
-    return tests
+def pair_looks(a: dict[str, float], b: dict[str, float], looks: list[list[str]]) -> list[dict]:
+    """The paired test of a - b at each look both records are complete for: look index, n, mean, p-value."""
+    out = []
+    if not looks:
+        common = [i for i in a if i in b]
+        looks = [common] if len(common) > 1 else []
+    for index, ids in enumerate(looks):
+        if not all(i in a and i in b for i in ids):
+            break
+        diff = np.array([a[i] - b[i] for i in ids])
+        out.append({"look": index + 1, "n_articles": len(ids), "mean": float(diff.mean()),
+                    "sd": float(diff.std(ddof=1)) if len(diff) > 1 else 0.0, "p_value": sign_flip_p(diff)})
+    return out
+
+
+def first_crossing(tests: list[dict], sizes: tuple[int, ...], level: float) -> dict | None:
+    """The first look whose p-value is below the boundary at `level`, or None."""
+    thresholds = nominal_p(sizes or (tests[-1]["n_articles"],), level)
+    for test in tests:
+        threshold = thresholds[min(test["look"], len(thresholds)) - 1]
+        if test["p_value"] < threshold:
+            return {**test, "nominal_p": threshold}
+    return None
+
+
+def hypotheses(data: dict, key: str) -> tuple[list[dict], dict[tuple[str, str], list[dict]]]:
+    """The family that decides the verdict, and each paired test's looks (by (a, b))."""
+    recs = primary_records(data)
+    methods = [r["name"] for r in recs if r["kind"] == "method" and r.get("train")]
+    baselines = [r["name"] for r in recs if r["kind"] == "baseline"]
+    scores = {r["name"]: values(r, key) for r in recs}
+    _, looks = look_plan(data)
+    tests = {}
+    family = []
+    for m in methods:
+        subs = [(m, b) for b in baselines if scores[b]]
+        if subs:
+            family.append({"kind": "above baselines", "method": m, "subs": subs})
+    for x, y in combinations(methods, 2):
+        family.append({"kind": "pair", "a": x, "b": y, "subs": [(x, y)]})
+    for h in family:
+        for a, b in h["subs"]:
+            tests[(a, b)] = pair_looks(scores[a], scores[b], looks)
+    return family, tests
+
+
+def holm(family: list[dict], tests: dict, sizes: tuple[int, ...], alpha: float = ALPHA) -> None:
+    """Group-sequential Holm: mark each hypothesis `rejected` (with its crossings) in place."""
+    rejected = 0
+    changed = True
+    while changed:
+        changed = False
+        level = alpha / max(len(family) - rejected, 1)
+        for h in family:
+            if h.get("rejected"):
+                continue
+            h["level"] = level
+            crossings = [first_crossing(tests[s], sizes, level) if tests[s] else None for s in h["subs"]]
+            h["crossings"] = crossings
+            if h["kind"] == "pair":
+                ok = crossings[0] is not None
+            else:  # every baseline crossed, each in the method's favour
+                ok = all(c is not None and c["mean"] > 0 for c in crossings)
+            if ok:
+                h["rejected"], h["at_look"] = True, max(c["look"] for c in crossings)
+                rejected += 1
+                changed = True
+
+
+def _winner(h: dict) -> str | None:
+    c = h["crossings"][0]
+    return None if c is None else (h["a"] if c["mean"] > 0 else h["b"])
+
+
+def decide(data: dict) -> dict:
+    """The hypotheses tested, who is out and why, the contenders, and what is still open."""
+    key = data["config"]["eval"].get("decide_on") or DECIDE_ON
+    family, tests = hypotheses(data, key)
+    sizes, looks = look_plan(data)
+    holm(family, tests, sizes)
+    recs = primary_records(data)
+    methods = [r["name"] for r in recs if r["kind"] == "method" and r.get("train")]
+    baselines = [r["name"] for r in recs if r["kind"] == "baseline"]
+    out: dict[str, str] = {}
+    qualified = {m: not any(h["kind"] == "above baselines" and h["method"] == m for h in family) for m in methods}
+    for h in family:
+        if h["kind"] == "pair" and h.get("rejected"):
+            loser = h["b"] if _winner(h) == h["a"] else h["a"]
+            out.setdefault(loser, f"below {_winner(h)}")
+        elif h["kind"] == "above baselines":
+            qualified[h["method"]] = bool(h.get("rejected"))
+            for (m, b), c in zip(h["subs"], h["crossings"], strict=True):
+                if c is not None and c["mean"] < 0:
+                    out.setdefault(m, f"below {b}")
+    contenders = [m for m in methods if m not in out]
+    open_pairs = []
+    for h in family:
+        if h.get("rejected"):
+            continue
+        if h["kind"] == "pair" and h["a"] in contenders and h["b"] in contenders:
+            open_pairs.append((h["a"], h["b"]))
+        elif h["kind"] == "above baselines" and h["method"] in contenders:
+            open_pairs += [s for s, c in zip(h["subs"], h["crossings"], strict=True) if c is None]
+    return {"decide_on": key, "family": family, "tests": tests, "sizes": sizes, "looks": looks, "methods": methods,
+            "baselines": baselines, "out": out, "qualified": qualified, "contenders": contenders,
+            "open": open_pairs}
+
+
+def open_records(data: dict) -> list[str]:
+    """The records whose further scoring could decide an open question (empty: the verdict is decided)."""
+    state = decide(data)
+    names = {n for pair in state["open"] for n in pair}
+    return [r["name"] for r in primary_records(data) if r["name"] in names]
 
 
 def significant(test: dict) -> bool:
-    """The bootstrap interval excludes 0 and the permutation test's p-value is below ALPHA (files written before
-    the permutation test stored a bootstrap p-value, which agrees with their interval)."""
+    """An unadjusted paired test (the report's table of every pair): interval excludes 0 and p < ALPHA."""
     low, high = test["ci95"]
     return (low > 0 or high < 0) and test["p_value"] < ALPHA
 
 
-def _separated(tests: list[dict], x: str, y: str) -> bool:
-    """Some paired test between x and y is significant."""
-    return any({t["a"], t["b"]} == {x, y} and significant(t) for t in tests)
-
-
-def _beats(tests: list[dict], x: str, y: str) -> bool:
-    """x is significantly above y on at least one compared metric."""
-    for t in tests:
-        if {t["a"], t["b"]} == {x, y} and significant(t):
-            if (t["a"] == x) == (t["mean"] > 0):
-                return True
-    return False
+def paired_tests(data: dict, seed: int = 0) -> list[dict]:
+    """Every pair of primary records x every compared metric (and the test loss where both have it), on the
+    articles both have: a - b, bootstrap CI, p-value. Unadjusted: the report's detail, not the verdict."""
+    resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
+    out = []
+    for a, b in combinations(primary_records(data), 2):
+        for key in (*COMPARED_KEYS, *LOWER_IS_BETTER):
+            va, vb = values(a, key), values(b, key)
+            common = [i for i in va if i in vb]
+            if len(common) < 2:
+                continue
+            diff = paired_difference([va[i] for i in common], [vb[i] for i in common], seed=seed,
+                                     resamples=resamples)
+            out.append({"a": a["name"], "b": b["name"], "metric": key, **diff, "resamples": resamples, "seed": seed,
+                        "n_articles": len(common), "lower_is_better": key in LOWER_IS_BETTER})
+    return out
 
 
 def pareto_front(points: dict[str, tuple[float, ...]]) -> list[str]:
@@ -85,15 +217,20 @@ def pareto_front(points: dict[str, tuple[float, ...]]) -> list[str]:
 
 
 def minimum_detectable_difference(data: dict, key: str = "rouge2") -> float | None:
-    """The smallest true difference in `key` a paired test on this many articles detects 80% of the time (5%
-    two-sided), from the spread of per-article differences between the trained methods (median over pairs)."""
+    """The smallest true difference in `key` a single paired test on this many articles detects 80% of the time
+    (5% two-sided), from the spread of per-article differences between the trained methods (median over pairs)."""
     records = [r for r in primary_records(data) if r["kind"] == "method"]
-    spreads = [np.std(np.subtract(_scores(a, key), _scores(b, key)), ddof=1)
-               for a, b in combinations(records, 2) if _ids(a) == _ids(b) and len(_ids(a)) > 1]
+    spreads, counts = [], []
+    for a, b in combinations(records, 2):
+        va, vb = values(a, key), values(b, key)
+        common = [i for i in va if i in vb]
+        if len(common) > 1:
+            spreads.append(np.std([va[i] - vb[i] for i in common], ddof=1))
+            counts.append(len(common))
     if not spreads or np.median(spreads) == 0:
         return None  # fewer than two methods, or identical outputs: no spread to judge from
     z = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
-    return float(z * np.median(spreads) / np.sqrt(len(_ids(records[0]))))
+    return float(z * np.median(spreads) / np.sqrt(min(counts)))
 
 
 def peak_rss_mb(rec: dict) -> float | None:
@@ -101,29 +238,106 @@ def peak_rss_mb(rec: dict) -> float | None:
     return max((p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values()), default=None)
 
 
-def verdict(data: dict, tests: list[dict]) -> dict:
-    """The best-or-tied trained methods, the Pareto front among them on train time, peak memory and trained
-    parameters, and the smallest R-2 difference the tests can see.
+def train_cpu_s(rec: dict) -> float:
+    """CPU seconds of training (moves less with the machine's load than wall seconds); wall seconds for files
+    written before CPU time was measured."""
+    phase = rec.get("phases", {}).get("train", {})
+    return phase.get("cpu_s") or rec["train"]["train_time_s"]
 
-    `best`: the methods no other method beats on any of R-1/R-2/R-Lsum, and every method no test separates from
-    one of those. A single name is a clear winner: it is significantly better than each other method on at least
-    one metric and worse on none; several names are a tie.
-    """
-    methods = [r for r in primary_records(data) if r["kind"] == "method" and r.get("train")]
-    names = [r["name"] for r in methods]
-    unbeaten = [x for x in names if not any(_beats(tests, y, x) for y in names if y != x)]
-    best = [x for x in names if x in unbeaten or any(not _separated(tests, x, u) for u in unbeaten)]
-    costs = {r["name"]: (r["train"]["train_time_s"], peak_rss_mb(r) or 0.0, r["params"]["trainable"])
-             for r in methods if r["name"] in best}
-    n = len(_ids(methods[0])) if methods else 0
-    return {"best": best, "tied": len(best) > 1, "methods": len(names), "pareto": pareto_front(costs) if costs else [],
-            "pareto_axes": ["train_time_s", "peak_rss_mb", "trainable_params"], "n_articles": n,
-            "metrics": list(COMPARED_KEYS), "minimum_detectable_rouge2": minimum_detectable_difference(data),
-            "power": POWER, "alpha": ALPHA}
+
+def seconds_per_article(rec: dict) -> float:
+    """Generation (and scoring) wall seconds per test article of a record, over every look it was scored at."""
+    phases = rec.get("phases", {})
+    wall = phases.get("generation", {}).get("wall_s", 0.0) + phases.get("looks", {}).get("wall_s", 0.0)
+    return wall / max(len(rec["eval"]["per_article"]), 1)
+
+
+def articles_to_decide(tests: list[dict], level: float) -> float:
+    """Articles a single test at `level` would need to separate this pair 80% of the time, if the observed mean
+    difference and spread were the truth (math.inf: no difference observed)."""
+    last = tests[-1]
+    if last["mean"] == 0 or last["sd"] == 0:
+        return math.inf
+    z = NormalDist().inv_cdf(1 - level / 2) + NormalDist().inv_cdf(POWER)
+    return (z * last["sd"] / abs(last["mean"])) ** 2
+
+
+def cost_to_decide(data: dict, state: dict) -> dict | None:
+    """For the open questions left: the articles that would decide them and the minutes that would take here."""
+    if not state["open"]:
+        return None
+    level = min((h["level"] for h in state["family"] if not h.get("rejected")), default=ALPHA)
+    records = {r["name"]: r for r in primary_records(data)}
+    needed, involved = 0.0, set()
+    for pair in state["open"]:
+        tests = state["tests"].get(pair) or state["tests"].get(pair[::-1])
+        if tests:
+            needed = max(needed, articles_to_decide(tests, level))
+            involved |= set(pair)
+    if not involved:
+        return None
+    have = max(len(records[n]["eval"]["per_article"]) for n in involved)
+    if not math.isfinite(needed) or needed > BIG:
+        return {"articles": None, "records": sorted(involved), "have": have}
+    articles = max(int(math.ceil(needed)), have + 1)
+    minutes = (articles - have) * sum(seconds_per_article(records[n]) for n in involved) / 60.0
+    return {"articles": articles, "minutes": minutes, "records": sorted(involved), "have": have}
+
+
+def _public(h: dict) -> dict:
+    """A hypothesis as stored in results.json: what it claims, its level, its looks and where it crossed."""
+    out = {k: h[k] for k in ("kind", "method", "a", "b") if k in h}
+    out.update(level=h.get("level"), rejected=bool(h.get("rejected")), at_look=h.get("at_look"),
+               tests=[{"a": a, "b": b, "crossed": c} for (a, b), c in zip(h["subs"], h.get("crossings") or
+                                                                         [None] * len(h["subs"]), strict=True)])
+    return out
+
+
+def verdict(data: dict, tests: list[dict] | None = None) -> dict:
+    """The decision: `action` pick / none / undecided, the pick (or what to take if one must pick now), the
+    contenders and why the others are out, the open questions and what deciding them would cost, the Pareto front
+    of the contenders on training CPU seconds, peak memory and trained parameters, and the boundary used."""
+    state = decide(data)
+    records = {r["name"]: r for r in primary_records(data)}
+    qualified = [m for m in state["contenders"] if state["qualified"][m]]
+    costs = {m: (train_cpu_s(records[m]), peak_rss_mb(records[m]) or 0.0, records[m]["params"]["trainable"])
+             for m in qualified}
+    front = pareto_front(costs) if costs else []
+    cheapest = min(front, key=lambda m: costs[m]) if front else None
+    if not state["methods"]:
+        action, pick = None, None
+    elif len(state["contenders"]) == 1 and qualified:
+        action, pick = "pick", qualified[0]
+    elif not qualified:
+        action, pick = "none", None
+    else:
+        action, pick = "undecided", cheapest
+    base_means = {b: float(np.mean(list(values(records[b], state["decide_on"]).values()) or [math.nan]))
+                  for b in state["baselines"]}
+    best_baseline = max(base_means, key=base_means.get) if base_means else None
+    sizes, looks = state["sizes"], state["looks"]
+    n_articles = max((len(r["eval"]["per_article"]) for r in records.values()), default=0)
+    return {"action": action, "pick": pick, "decide_on": state["decide_on"], "methods": len(state["methods"]),
+            "contenders": state["contenders"], "qualified": qualified, "out": state["out"],
+            "best_baseline": best_baseline, "open": [list(p) for p in state["open"]],
+            "cost_to_decide": cost_to_decide(data, state),
+            "pareto": front, "pareto_axes": ["train_cpu_s", "peak_rss_mb", "trainable_params"],
+            "looks_taken": len(looks) or 1, "looks_planned": len(sizes) or 1, "n_articles": n_articles,
+            "hypotheses": [_public(h) for h in state["family"]],
+            "boundary": {"alpha": ALPHA, "spending": SPENDING if len(sizes) > 1 else "one look: alpha",
+                         "multiplicity": f"Holm over {len(state['family'])} hypotheses (group-sequential, "
+                                         "Maurer & Bretz 2013); above-every-baseline as intersection-union tests",
+                         "planned_articles": list(sizes) or None,
+                         "nominal_p_at_alpha": list(nominal_p(sizes, ALPHA)) if sizes else [ALPHA]},
+            "minimum_detectable_rouge2": minimum_detectable_difference(data),
+            "minimum_detectable": minimum_detectable_difference(data, state["decide_on"]),
+            "power": POWER, "alpha": ALPHA,
+            # kept for older readers: the contenders
+            "best": state["contenders"], "tied": len(state["contenders"]) > 1}
 
 
 def add_statistics(data: dict) -> dict:
     """The results with their paired tests and verdict (re)computed from the records; returns `data`."""
     data["comparisons"] = paired_tests(data, seed=data["config"]["data"].get("seed", 0))
-    data["verdict"] = verdict(data, data["comparisons"])
+    data["verdict"] = verdict(data)
     return data

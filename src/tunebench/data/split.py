@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tunebench.config import DataConfig
 from tunebench.data.sources import Example, LoadedSource
@@ -15,6 +15,9 @@ class Splits:
     train: list[Example]
     val: list[Example]
     test: list[Example]
+    reserve: list[Example] = field(default_factory=list)
+    """Further test articles, in the same seeded order the test articles came from, none of them a training or
+    validation pair: what sequential evaluation (eval.decide) scores when the first look cannot decide."""
 
     def ids(self) -> dict[str, list[str]]:
         return {name: [ex.id for ex in getattr(self, name)] for name in ("train", "val", "test")}
@@ -40,7 +43,9 @@ def make_splits(examples: list[Example], n_val: int, n_test: int, seed: int, max
     order = _shuffled(examples, seed)
     test, val = order[:n_test], order[len(order) - n_val:]
     train = order[n_test:len(order) - n_val]
-    return Splits(train=train[:max_train] if max_train is not None else train, val=val, test=test)
+    if max_train is None:
+        return Splits(train=train, val=val, test=test)
+    return Splits(train=train[:max_train], val=val, test=test, reserve=train[max_train:])
 
 
 REASONS = {"undecodable bytes": "not UTF-8", "empty article": "with an empty article",
@@ -83,8 +88,9 @@ def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
         val, train = train[len(train) - cfg.n_val:] if cfg.n_val else [], train[:len(train) - cfg.n_val]
     if not train:
         raise TunebenchError(f"data source '{cfg.source}' leaves no training pairs; lower data.n_val or add data")
-    test = _shuffled(parts["test"], cfg.seed)[:cfg.n_test]
-    return Splits(train=train[:cfg.max_train] if cfg.max_train is not None else train, val=val, test=test)
+    test = _shuffled(parts["test"], cfg.seed)
+    return Splits(train=train[:cfg.max_train] if cfg.max_train is not None else train, val=val,
+                  test=test[:cfg.n_test], reserve=test[cfg.n_test:])
 
 
 def test_split(loaded: LoadedSource, cfg: DataConfig, exclude: set[str] | None = None) -> Splits:

@@ -1,0 +1,166 @@
+"""What every record of a run shares (data, base model, tokenizer, runtime: the workbench) and how a record is
+scored on a list of test articles: generation, ROUGE and the test loss per article, predictions saved."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tunebench import distributed
+from tunebench.cache import atomic_write_text
+from tunebench.config import Config
+from tunebench.data import Splits, load_examples, select_splits, test_split
+from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
+from tunebench.data.sources import Example
+from tunebench.errors import TunebenchError
+from tunebench.generate import DECODE_KEYS, generate_summaries
+from tunebench.methods import METHODS
+from tunebench.methods.base import TunedModel
+from tunebench.metrics import aggregate, rouge_per_article
+from tunebench.models import load_model
+from tunebench.resources import PhaseMonitor
+from tunebench.runtime import Runtime, resolve_runtime, seed_everything
+from tunebench.train import per_article_loss
+
+
+@dataclass
+class Workbench:
+    """Everything the baselines and methods share: config, data, base model, tokenizer, runtime."""
+
+    cfg: Config
+    run_dir: Path
+    splits: Splits
+    encoded: dict[str, list[Encoded]]
+    base_lm: object
+    tokenizer: object
+    runtime: Runtime
+    show_progress: bool = True
+
+
+def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
+            model: tuple[object, object] | None = None, test_only: bool = False,
+            exclude: set[str] | None = None) -> tuple[Workbench, dict]:
+    """Load data and model (unless given), split and encode; returns the workbench and the data facts.
+
+    `test_only`: only test articles are taken from the source (scoring a method trained elsewhere), none of
+    whose ids are in `exclude`."""
+    runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
+    seed_everything(cfg.train.seed)
+    d = cfg.data
+    with distributed.writer_first():  # under torchrun, one process fetches the data and converts the model
+        loaded = load_examples(d)
+        base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+    splits = test_split(loaded, d, exclude) if test_only else select_splits(loaded, d)
+    check_context(cfg, base_lm, tokenizer)
+    base_lm.to(runtime.device)
+    encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
+                                     d.max_summary_tokens) for ex in getattr(splits, name)]
+               for name in ("train", "val", "test")}
+    truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
+    data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
+                  "articles_truncated": truncated, "split_ids_file": "splits.json"}
+    return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime,
+                     show_progress and distributed.is_writer()), data_facts
+
+
+def check_context(cfg: Config, lm, tokenizer) -> None:
+    """The longest sequence a method sees must fit the model's context (soft prompt included)."""
+    limit = getattr(lm.config, "max_position_embeddings", None) or getattr(lm.config, "n_positions", None)
+    if not limit:
+        return
+    d = cfg.data
+    prefix = max((METHODS[name].settings(cfg).positions_added() for name in cfg.methods), default=0)
+    longest = prefix + d.max_article_tokens + len(tokenizer(d.separator, add_special_tokens=False)["input_ids"]) + \
+        max(d.max_summary_tokens + 1, cfg.eval.max_new_tokens)
+    if longest > limit:
+        raise TunebenchError(f"sequences may reach {longest} tokens (learned prefix {prefix} + data.max_article_tokens "
+                             f"{d.max_article_tokens} + separator + summary) but {cfg.model.name} reads at most "
+                             f"{limit}; lower data.max_article_tokens")
+
+
+def encode_test(bench: Workbench, examples: list[Example]) -> list[Encoded]:
+    d = bench.cfg.data
+    return [encode_example(bench.tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
+                           d.max_summary_tokens) for ex in examples]
+
+
+def score(bench: Workbench, predictions: list[str], name: str, examples: list[Example] | None = None,
+          losses: list[tuple[float, int]] | None = None) -> list[dict]:
+    """ROUGE (and the test loss, if given) per article of `examples` (default: the first look's test articles);
+    the predictions are added to the record's predictions.jsonl (id, reference, prediction)."""
+    examples = bench.splits.test if examples is None else examples
+    per_article = rouge_per_article(predictions, [ex.summary for ex in examples])
+    lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
+             for ex, pred in zip(examples, predictions, strict=True)]
+    path = bench.run_dir / name / "predictions.jsonl"
+    kept = []
+    if examples is not bench.splits.test and path.is_file():  # a later look: keep what earlier looks wrote
+        new = {ex.id for ex in examples}
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line and json.loads(line)["id"] not in new]
+    atomic_write_text(path, "\n".join(kept + lines) + "\n")
+    out = [{"id": ex.id, **s} for ex, s in zip(examples, per_article, strict=True)]
+    for row, loss in zip(out, losses or [], strict=False):
+        row["test_loss"], row["target_tokens"] = loss[0] / max(loss[1], 1), loss[1]
+    return out
+
+
+def summarize_scores(bench: Workbench, per_article: list[dict]) -> dict:
+    """The record-level figures from its per-article scores: ROUGE means with bootstrap intervals, test loss."""
+    result = {"n_articles": len(per_article),
+              "rouge": aggregate(per_article, bench.cfg.data.seed, bench.cfg.eval.bootstrap_resamples),
+              "per_article": per_article}
+    if per_article and all("test_loss" in row for row in per_article):
+        tokens = sum(row["target_tokens"] for row in per_article)
+        result["test_loss"] = sum(row["test_loss"] * row["target_tokens"] for row in per_article) / max(tokens, 1)
+        result["test_perplexity"] = math.exp(min(result["test_loss"], 50.0))
+    return result
+
+
+def generate_and_score(bench: Workbench, tuned: TunedModel, name: str, examples: list[Example],
+                       prompts: list[list[int]] | None = None) -> tuple[list[dict], object]:
+    """Summaries of `examples` (with the methods' prompt, or `prompts`), scored per article; the test loss per
+    article too when eval.test_loss and the methods' prompt is used. Returns (per-article rows, generated)."""
+    cfg, rt = bench.cfg, bench.runtime
+    encoded = bench.encoded["test"] if examples is bench.splits.test else encode_test(bench, examples)
+    own_prompts = prompts is not None
+    prompts = prompts if own_prompts else [ex.prompt_ids for ex in encoded]
+    bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,
+               leave=False)
+    generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size, cfg.eval, rt.device,
+                                   rt.autocast(), progress=bar)
+    bar.close()
+    losses = None
+    if cfg.eval.test_loss and not own_prompts:
+        losses = per_article_loss(tuned, encoded, cfg.eval.batch_size, bench.tokenizer.pad_token_id, rt)
+    return score(bench, generated.texts, name, examples, losses), generated
+
+
+def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str,
+                   prompts: list[list[int]] | None = None) -> tuple[dict, dict]:
+    """Generate the first look's test summaries and score them; also the test loss on the references.
+
+    `prompts`: other prompts for the test articles than the methods' one (then no test loss is computed)."""
+    cfg = bench.cfg
+    with PhaseMonitor() as gen_phase:
+        per_article, generated = generate_and_score(bench, tuned, name, bench.splits.test, prompts)
+    result = summarize_scores(bench, per_article)
+    result["decoding"] = {key: getattr(cfg.eval, key) for key in DECODE_KEYS}
+    if prompts is not None:
+        result["prompt"] = "chat template"
+    n = max(len(per_article), 1)
+    result["mean_new_tokens"] = sum(generated.new_tokens) / n
+    result["share_hit_max_new_tokens"] = sum(generated.hit_max) / n
+    result["summaries_per_s"] = len(per_article) / gen_phase.wall_s if gen_phase.wall_s else 0.0
+    return result, gen_phase.as_dict()
+
+
+def chat_prompts(bench: Workbench, examples: list[Example] | None = None) -> list[list[int]]:
+    """Test articles as the model is meant to be asked: through its chat template, with an instruction."""
+    d = bench.cfg.data
+    return [encode_chat_prompt(bench.tokenizer, ex.article, bench.cfg.eval.chat_instruction, d.max_article_tokens)
+            for ex in (bench.splits.test if examples is None else examples)]
