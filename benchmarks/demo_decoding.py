@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from tunebench.workbench import chat_prompts, prepare
 from tunebench.config import load_config
 from tunebench.generate import cut_text, generate_summaries
 from tunebench.methods import ZERO_SHOT
 from tunebench.train import evaluate_loss
+from tunebench.workbench import chat_prompts, prepare
 
 
 def main() -> None:

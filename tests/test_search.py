@@ -5,11 +5,11 @@ import copy
 import pytest
 
 from tunebench import search as search_module
-from tunebench.workbench import prepare
 from tunebench.config import load_config
 from tunebench.methods import METHODS
 from tunebench.runtime import resolve_runtime, seed_everything
 from tunebench.train import plan, train
+from tunebench.workbench import prepare
 
 BAD_LR = 1e-5  # full fine-tuning of the tiny model works at 1e-3: this is 100x too small
 GRID = [1e-5, 1e-4, 1e-3, 1e-2]

@@ -202,10 +202,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name: str) -> None:
-    from tunebench.workbench import evaluate_tuned, prepare
     from tunebench.publish import write_outputs
     from tunebench.results import ResultsFile, read_splits
     from tunebench.trained import load_trained
+    from tunebench.workbench import evaluate_tuned, prepare
 
     cfg, tuned, tokenizer = load_trained(run_dir, method, name)
     bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet, model=(tuned.lm, tokenizer))

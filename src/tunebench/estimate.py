@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from tunebench.workbench import chat_prompts, prepare
 from tunebench.config import Config
 from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 from tunebench.runtime import seed_everything
 from tunebench.train import batch_order, make_batch, per_example_loss, plan
+from tunebench.workbench import chat_prompts, prepare
 
 
 def _timed(fn) -> float:
@@ -108,4 +108,7 @@ def estimate_run(cfg: Config) -> str:
                    f"{t['validation']:.0f} s, generation {t['generation']:.0f} s")
     extra = " (a learning-rate search adds its trials: not estimated)" if cfg.search.enabled else ""
     out.append(f"  total: about {total / 60:.1f} min with one seed{extra}")
+    if cfg.eval.decide and cfg.methods:
+        out.append(f"  then, only while the verdict is open: more test articles for the tied records, at most "
+                   f"{cfg.eval.decide_seconds / 60:.1f} min (eval.decide_seconds)")
     return "\n".join(out)

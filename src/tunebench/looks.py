@@ -34,7 +34,7 @@ def look_plan(bench: Workbench) -> dict:
         while sizes[-1] < cap:
             sizes.append(min(sizes[-1] + step, cap))
     return {"sizes": sizes, "ids": [[ex.id for ex in bench.splits.test]], "taken": [], "seconds": 0.0,
-            "stopped": None if len(sizes) > 1 else "one look planned"}
+            "available": n0 + len(bench.splits.reserve), "stopped": None if len(sizes) > 1 else "one look planned"}
 
 
 def _record(results: ResultsFile, name: str) -> dict:
@@ -107,3 +107,4 @@ def sequential_evaluation(bench: Workbench, results: ResultsFile, rescore: Resco
                               "records": need})
         plan.pop("pending", None)
         results.save()
+    results.save()  # why it stopped

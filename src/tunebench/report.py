@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from tunebench.cache import atomic_write_text
-from tunebench.methods import ZERO_SHOT
 from tunebench.metrics import ROUGE_KEYS
 from tunebench.published import PUBLISHED, dataset_key
 from tunebench.verdict import peak_rss_mb, significant, train_cpu_s
@@ -170,10 +169,11 @@ def cost_line(data: dict, v: dict) -> str:
         return (f"The differences left open ({who}) are too small to separate with fewer than 100,000 test "
                 f"articles: treat them as equal on {LABELS[v['decide_on']]}.")
     seconds = int(math.ceil(cost["minutes"] * 60 * 1.5 / 60.0) * 60) or 60
-    unused = (data.get("looks") or {}).get("sizes", [0])[-1]
+    offered = (data.get("looks") or {}).get("available")
     available = ""
-    if cost["articles"] > unused and len((data.get("looks") or {}).get("sizes", [])) > 1:
-        available = f" (this data offered {unused} test articles: give more data, or lower data.max_train)"
+    if offered is not None and cost["articles"] > offered:
+        available = (f" (this data has only {offered} articles that are not training or validation pairs: give more "
+                     "data, or lower data.max_train)")
     return (f"Deciding would take about {cost['articles']:,} test articles for {who} (they have {cost['have']}; "
             f"about {cost['minutes']:.0f} more minutes of generation on this machine, if the differences seen so far "
             f"are the true ones){available}: run the comparison again with `--set eval.max_test={cost['articles']} "
@@ -205,9 +205,10 @@ def advice(data: dict) -> list[str]:
             lines = [f"Cannot tell yet between {contenders}: each beats every baseline on {metric}, but no paired "
                      f"test separates them on {n} test articles."]
         else:
+            others = ", ".join(m for m in v["contenders"] if m not in v["qualified"])
             lines = [f"Cannot tell yet: {', '.join(v['qualified'])} beat{'s' if len(v['qualified']) == 1 else ''} "
-                     f"every baseline on {metric}, and {', '.join(m for m in v['contenders'] if m not in v['qualified'])}"
-                     f" is neither separated from it nor shown to beat the baselines ({n} test articles)."]
+                     f"every baseline on {metric}, and {others} is neither separated from it nor shown to beat the "
+                     f"baselines ({n} test articles)."]
         if v.get("pick"):
             lines.append(f"If you must pick now, take {v['pick']}, the cheapest of those that beat the baselines "
                          f"({_cost(records[v['pick']])}).")

@@ -113,8 +113,8 @@ class PhaseMonitor:
             self.peak_cuda_reserved_mb = torch.cuda.max_memory_reserved() / 2**20
 
     def as_dict(self) -> dict:
-        out = {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3), "start_rss_mb": round(self.start_rss_mb, 1),
-               "peak_rss_mb": round(self.peak_rss_mb, 1)}
+        out = {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
+               "start_rss_mb": round(self.start_rss_mb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1)}
         if self.peak_cuda_allocated_mb is not None:
             out["peak_cuda_allocated_mb"] = round(self.peak_cuda_allocated_mb, 1)
             out["peak_cuda_reserved_mb"] = round(self.peak_cuda_reserved_mb, 1)

@@ -161,21 +161,26 @@ def decide(data: dict) -> dict:
                 if c is not None and c["mean"] < 0:
                     out.setdefault(m, f"below {b}")
     contenders = [m for m in methods if m not in out]
+    scores = {r["name"]: values(r, key) for r in recs}
+    mean = {m: float(np.mean(list(scores[m].values()))) for m in contenders}
+    leader = max(contenders, key=lambda m: mean[m]) if contenders else None
     open_pairs = []
-    for h in family:
-        if h.get("rejected"):
+    for h in family:  # the questions whose answer would decide: the leader against each rival and its baselines
+        if h.get("rejected") or leader is None:
             continue
-        if h["kind"] == "pair" and h["a"] in contenders and h["b"] in contenders:
+        if h["kind"] == "pair" and leader in (h["a"], h["b"]) and {h["a"], h["b"]} <= set(contenders):
             open_pairs.append((h["a"], h["b"]))
-        elif h["kind"] == "above baselines" and h["method"] in contenders:
+        elif h["kind"] == "above baselines" and h["method"] == leader:
             open_pairs += [s for s, c in zip(h["subs"], h["crossings"], strict=True) if c is None]
     return {"decide_on": key, "family": family, "tests": tests, "sizes": sizes, "looks": looks, "methods": methods,
             "baselines": baselines, "out": out, "qualified": qualified, "contenders": contenders,
-            "open": open_pairs}
+            "leader": leader, "open": open_pairs}
 
 
 def open_records(data: dict) -> list[str]:
-    """The records whose further scoring could decide an open question (empty: the verdict is decided)."""
+    """The records whose further scoring could decide the verdict (empty: it is decided): the leading contender
+    (highest mean on the deciding metric), the contenders not yet separated from it, and the baselines it has not
+    yet beaten. Questions that cannot change the pick (does a trailing method beat zero-shot?) are not pursued."""
     state = decide(data)
     names = {n for pair in state["open"] for n in pair}
     return [r["name"] for r in primary_records(data) if r["name"] in names]
@@ -234,8 +239,10 @@ def minimum_detectable_difference(data: dict, key: str = "rouge2") -> float | No
 
 
 def peak_rss_mb(rec: dict) -> float | None:
-    """The highest RSS over a record's phases (None: no phase measured)."""
-    return max((p.get("peak_rss_mb", 0) for p in rec.get("phases", {}).values()), default=None)
+    """The highest RSS over a record's own phases (None: no phase measured). The extra looks of sequential
+    evaluation are left out: they run after every record, in a process that holds what the others left."""
+    return max((p.get("peak_rss_mb", 0) for name, p in rec.get("phases", {}).items() if name != "looks"),
+               default=None)
 
 
 def train_cpu_s(rec: dict) -> float:
@@ -318,6 +325,7 @@ def verdict(data: dict, tests: list[dict] | None = None) -> dict:
     sizes, looks = state["sizes"], state["looks"]
     n_articles = max((len(r["eval"]["per_article"]) for r in records.values()), default=0)
     return {"action": action, "pick": pick, "decide_on": state["decide_on"], "methods": len(state["methods"]),
+            "leader": state["leader"],
             "contenders": state["contenders"], "qualified": qualified, "out": state["out"],
             "best_baseline": best_baseline, "open": [list(p) for p in state["open"]],
             "cost_to_decide": cost_to_decide(data, state),
