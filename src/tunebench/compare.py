@@ -172,6 +172,7 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
          held: ExitStack) -> None:
     tick = time.perf_counter()
     bench, data_facts = prepare(cfg, run_dir, show_progress)  # bad data or model fail before any file is written
+    cfg = bench.cfg  # with the task settings derived from the data (`auto`) resolved
     prepare_s = time.perf_counter() - tick
     check_methods(cfg, bench.base_lm)
     check_disk(run_dir, bench.base_lm, len(cfg.methods) * len(seeds or [0]))

@@ -36,7 +36,7 @@ class DataConfig:
     """`xsum-sample` (embedded), `hf:<dataset>[:<config>]`, a CSV/JSONL/JSON/Parquet file, or a folder of
     per-split files (train.csv, validation.csv, test.csv: the Kaggle CNN/DailyMail layout)."""
     text_column: str | None = None
-    """Column holding the article (None: article, document, text, dialogue or content)."""
+    """Column holding the article (None: article, document, text, story, dialogue or content)."""
     summary_column: str | None = None
     """Column holding the summary (None: highlights, summary, abstract or headline)."""
     id_column: str | None = None
@@ -58,8 +58,9 @@ class DataConfig:
     """Strip CNN datelines and Daily Mail bylines (None: on for CNN/DailyMail, off otherwise)."""
     max_article_tokens: int = 512
     """Article tokens kept in the prompt (the article is cut to fit; the separator follows). Range: >= 1."""
-    max_summary_tokens: int = 128
-    """Reference summary tokens trained on (longer ones are cut; EOS follows). Range: >= 1."""
+    max_summary_tokens: int | str = "auto"
+    """Reference summary tokens trained on (longer ones are cut; EOS follows); `auto`: the 95th percentile of the
+    training summaries' lengths, rounded up to a multiple of 8 (data/task.py). Range: >= 1, or auto."""
     separator: str = "\nTL;DR:\n"
     """Text between article and summary; the same prompt is used by zero-shot and every method."""
 
@@ -126,8 +127,9 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 16
     """Test articles decoded together (left-padded). Range: >= 1."""
-    max_new_tokens: int = 64
-    """Most tokens a summary may have (the cut, eval.cut, may end it earlier). Range: >= 1."""
+    max_new_tokens: int | str = "auto"
+    """Most tokens a summary may have (the cut, eval.cut, may end it earlier); `auto`: 1.25 x the 95th percentile
+    of the training summaries' lengths. Range: >= 1, or auto."""
     num_beams: int = 1
     """1: greedy decoding; more: beam search. Range: >= 1."""
     no_repeat_ngram_size: int = 0
@@ -135,12 +137,14 @@ class EvalConfig:
     Range: >= 0."""
     length_penalty: float = 1.0
     """Beam search only: > 1 favours longer summaries, < 1 shorter ones. Range: a finite number."""
-    cut: str = "eos"
-    """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`."""
+    cut: str = "auto"
+    """Where a generated summary ends: `eos`, `first_line` (first non-empty line) or `blank_line`; `auto`:
+    first_line when the median training summary is one line and one sentence, else blank_line."""
     max_sentences: int | None = None
     """Keep only the first n sentences of a summary after the cut (None: all). Range: >= 1, or None."""
-    lead_k: int = 1
-    """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum). Range: >= 1."""
+    lead_k: int | str = "auto"
+    """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum); `auto`:
+    the median number of sentences of the training summaries. Range: >= 1, or auto."""
     test_loss: bool = True
     """Also compute the loss and perplexity on the reference summaries of the test set (no generation)."""
     bootstrap_resamples: int = 1000
@@ -148,8 +152,9 @@ class EvalConfig:
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot", "zero-shot-chat"])
     """`lead` (Lead-k), `zero-shot` (the base model with the methods' prompt) and `zero-shot-chat` (the base model
     through its chat template with `chat_instruction`; only for models that have a chat template)."""
-    chat_instruction: str = "Summarize the following article."
-    """The instruction the `zero-shot-chat` baseline puts before the article."""
+    chat_instruction: str = "auto"
+    """The instruction the `zero-shot-chat` baseline puts before the article; `auto`: "Summarize the following
+    article in <n> sentence(s) (about <w> words).", from the median training summary."""
     decide_on: str = "rouge1"
     """The ROUGE key the verdict is decided on (rouge1, rouge2, rougeL or rougeLsum), chosen before the run; the
     others are reported beside it."""
@@ -224,6 +229,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
+        if str in args and isinstance(value, str):  # `int | str`: a number, or auto (data/task.py)
+            if value == "auto":
+                return value
+            raise TunebenchError(f"config key '{where}' must be a number or auto, got {value!r}")
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin is list:
@@ -354,7 +363,9 @@ def _get(cfg: Config, dotted: str) -> Any:
 def check_ranges(cfg: Config) -> None:
     """Every numeric setting in its documented range (the `Range:` of its docstring)."""
     for key in COUNTS:
-        require_at_least(key, _get(cfg, key), 1)
+        value = _get(cfg, key)
+        if value != "auto":  # resolved from the data before the run (data/task.py)
+            require_at_least(key, value, 1)
     for key in NON_NEGATIVE:
         require_at_least(key, _get(cfg, key), 0)
     for key in POSITIVE:
@@ -395,7 +406,7 @@ def validate(cfg: Config) -> None:
         raise TunebenchError(f"train.budget={cfg.train.budget} needs train.{amount}; set it, e.g. "
                              f"--set train.{amount}=1000")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
-    require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line"))
+    require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line", "auto"))
     require_choice("eval.decide_on", cfg.eval.decide_on, ("rouge1", "rouge2", "rougeL", "rougeLsum"))
     if cfg.eval.max_test is not None and cfg.eval.max_test < cfg.data.n_test:
         raise TunebenchError(f"eval.max_test ({cfg.eval.max_test}) is below data.n_test ({cfg.data.n_test}), the "

@@ -86,6 +86,7 @@ def estimate_run(cfg: Config) -> str:
         tick = time.perf_counter()
         bench, _ = prepare(cfg, Path(tmp), show_progress=False)
         prepare_s = time.perf_counter() - tick
+    cfg = bench.cfg  # task settings derived from the data
     out = [f"estimated time of `compare` here ({bench.runtime.device}, {bench.runtime.precision}), from measured "
            f"steps: loading {prepare_s:.0f} s"]
     total = prepare_s

@@ -46,6 +46,7 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
         used = read_splits(run_dir)
         seen = set(used["train"]) | set(used["val"])
     bench, facts = prepare(cfg, out, show_progress, test_only=True, exclude=seen)  # bad input fails before files
+    cfg = bench.cfg
     lock = claim_run_dir(out, create=True)  # noqa: F841 (held while this process writes the folder)
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
     atomic_write_json(out / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids()})

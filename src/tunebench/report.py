@@ -259,6 +259,15 @@ def loss_line(data: dict) -> str:
                                                   "generated summary)."))
 
 
+def derived_line(facts: dict) -> str:
+    """The task settings derived from the training summaries (left at `auto`), with what they came from."""
+    derived = facts.get("derived") or {}
+    if not derived:
+        return ""
+    return "Derived from the training summaries (settings left at auto): " + "; ".join(
+        f"`{key}={item['value']}` ({item['why']})" for key, item in derived.items()) + "."
+
+
 def _data_line(facts: dict) -> str:
     """Rows read, kept and skipped (by reason) per split of the source, as recorded in the results."""
     parts = []
@@ -410,7 +419,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
                  + (f" per process, {env['processes']} processes (torchrun, data parallel)"
                     if env.get("processes", 1) > 1 else "") + ".")]
-    lead += [Para(line) for line in [_data_line(facts), *evaluation_line(data), *merged_line(data)] if line]
+    lead += [Para(line) for line in [_data_line(facts), derived_line(facts), *evaluation_line(data),
+                                     *merged_line(data)] if line]
     pick = advice(data)
     v = data.get("verdict") or {}
     if pick:

@@ -16,12 +16,13 @@ from tunebench.config import Config
 from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
 from tunebench.data.sources import Example
+from tunebench.data.task import is_auto, resolve_task
 from tunebench.errors import TunebenchError
 from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import aggregate, rouge_per_article
-from tunebench.models import load_model
+from tunebench.models import load_model, load_tokenizer
 from tunebench.resources import PhaseMonitor
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.train import per_article_loss
@@ -50,11 +51,16 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     whose ids are in `exclude`."""
     runtime = resolve_runtime(cfg.train.precision, cfg.train.threads, cfg.train.device)
     seed_everything(cfg.train.seed)
-    d = cfg.data
     with distributed.writer_first():  # under torchrun, one process fetches the data and converts the model
-        loaded = load_examples(d)
+        loaded = load_examples(cfg.data)
+        splits = test_split(loaded, cfg.data, exclude) if test_only else select_splits(loaded, cfg.data)
+        if is_auto(cfg):  # task settings from the data, before the model loads (only its tokenizer is needed)
+            cfg, derived = resolve_task(cfg, splits, model[1] if model else load_tokenizer(
+                cfg.model.name, cfg.model.trust_remote_code))
+        else:
+            derived = {}
         base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
-    splits = test_split(loaded, d, exclude) if test_only else select_splits(loaded, d)
+    d = cfg.data
     check_context(cfg, base_lm, tokenizer)
     base_lm.to(runtime.device)
     encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
@@ -62,7 +68,7 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
                for name in ("train", "val", "test")}
     truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
-                  "articles_truncated": truncated, "split_ids_file": "splits.json"}
+                  "articles_truncated": truncated, "split_ids_file": "splits.json", "derived": derived}
     return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime,
                      show_progress and distributed.is_writer()), data_facts
 

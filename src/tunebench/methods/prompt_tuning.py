@@ -25,8 +25,9 @@ class Settings(MethodSettings):
     (the embeddings of `init_text`, repeated to fill the prompt, as PEFT's TEXT init)."""
     init_range: float = 0.5
     """a in U(-a, a) (init: uniform)."""
-    init_text: str = "Summarize the following article in one sentence:"
-    """The text whose token embeddings start the soft prompt (init: text)."""
+    init_text: str = "auto"
+    """The text whose token embeddings start the soft prompt (init: text); `auto`: the chat instruction derived from the
+    data (eval.chat_instruction; "Summarize the following article:" where nothing was derived)."""
 
     def check(self, key: str) -> None:
         require_at_least(f"{key}.num_virtual_tokens", self.num_virtual_tokens, 1)
@@ -35,6 +36,10 @@ class Settings(MethodSettings):
 
     def positions_added(self) -> int:
         return self.num_virtual_tokens
+
+
+def _init_text(settings: Settings) -> str:
+    return "Summarize the following article:" if settings.init_text == "auto" else settings.init_text
 
 
 def initial_prompt(settings: Settings, embedding, tokenizer):
@@ -47,7 +52,7 @@ def initial_prompt(settings: Settings, embedding, tokenizer):
     if settings.init == "vocab":
         ids = torch.randint(0, embedding.shape[0], (n,))
     else:
-        text_ids = tokenizer(settings.init_text, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+        text_ids = tokenizer(_init_text(settings), add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
         ids = torch.tensor((text_ids * (n // len(text_ids) + 1))[:n])
     return embedding[ids].detach().clone().float()
 
