@@ -202,6 +202,20 @@ CASES = [
      "unknown method 'lorra'"),
     ("seeds not numbers", compare() + ["--seeds", "0,a"], None, "must be whole numbers"),
     ("seeds negative", compare() + ["--seeds", "-1"], None, "must be seeds >= 0"),
+    ("seeds empty", compare() + ["--seeds", ""], None, "must list distinct seeds"),
+    ("seeds only commas", compare() + ["--seeds", ",,"], None, "must list distinct seeds"),
+    ("config key twice", ["compare", "--config", "{w}/c.yaml", "--runs-dir", "{runs}", "--name", "bad"],
+     _write("c.yaml", "train:\n  lr: 1.0e-3\n  lr: 2.0e-3\n"), "key 'lr' is given twice (line 3)"),
+    ("config section twice", ["compare", "--config", "{w}/c.yaml", "--runs-dir", "{runs}", "--name", "bad"],
+     _write("c.yaml", "train:\n  lr: 1.0e-3\neval:\n  batch_size: 2\ntrain:\n  epochs: 2\n"),
+     "key 'train' is given twice (line 5)"),
+    ("separator no", compare("data.separator=no"), None, "quote the text, e.g. data.separator='no'"),
+    ("lead_k words", compare("eval.lead_k=three"), None, "'eval.lead_k' must be a number or auto"),
+    ("decide_on unknown", compare("eval.decide_on=bleu"), None, "'eval.decide_on' must be one of"),
+    ("max_test below n_test", compare("eval.max_test=2"), None, "is below data.n_test"),
+    ("decide_seconds 0", compare("eval.decide_seconds=0"), None, "'eval.decide_seconds' must be"),
+    ("pick of a run without one", ["summarize", "--from", "{copy}/pick", "{w}/a.txt"], _copy,
+     "verdict picks no method"),
     ("name ../x", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "../x"], None,
      "must be one folder name"),
     ("name a/b", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "a/b"], None, "one folder name"),
@@ -450,7 +464,7 @@ def test_every_numeric_setting_documents_its_range_and_is_checked():
         docs = field_docs(cls)
         for f in dataclasses.fields(cls):
             hint = typing.get_type_hints(cls)[f.name]
-            if hint in (int, float) or hint in (int | None, float | None):
+            if hint in (int, float) or hint in (int | None, float | None, int | str):  # int | str: a number or auto
                 numeric.add(f"{section}.{f.name}")
                 assert "Range:" in docs[f.name], f"{section}.{f.name}"
     assert numeric == checked

@@ -131,3 +131,25 @@ def test_console_summary_matches_results(smoke_run):
         row = next(line for line in text.splitlines() if line.startswith(rec["name"] + " "))
         assert f"{rec['eval']['rouge']['rouge2']['mean']:6.1f}" in row
     assert advice(data)[0] in text and advice(data)[0].startswith(("Pick ", "Cannot tell yet"))
+
+
+def test_run_pick_is_the_verdicts_pick_or_a_one_line_refusal(smoke_run, tmp_path):
+    """`RUN/pick` (summarize, export, evaluate) is the method the verdict picked; none picked: one line, exit 2."""
+    import shutil
+
+    from tunebench.trained import split_target
+
+    data = json.loads((smoke_run / "results.json").read_text())
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_run, copy)
+    for verdict, expected in (({**data["verdict"], "action": "pick", "pick": "lora"}, "lora"),
+                              ({**data["verdict"], "action": "none", "pick": None}, None)):
+        (copy / "results.json").write_text(json.dumps({**data, "verdict": verdict}))
+        if expected:
+            assert split_target(str(copy / "pick")) == (copy, "lora", "lora")
+        else:
+            article = tmp_path / "article.txt"
+            article.write_text("An article about a town. " * 30)
+            proc = _cli("summarize", "--from", str(copy / "pick"), str(article))
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+            assert "verdict picks no method (no trained method beats the baselines)" in proc.stderr

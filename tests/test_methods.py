@@ -168,7 +168,9 @@ def test_lora_update_matches_the_math_on_conv1d(tokenizer):
 @pytest.mark.parametrize("init", ["uniform", "vocab", "text"])
 def test_soft_prompt_init(tokenizer, init):
     cfg = load_config("smoke", overrides=[f"method.prompt_tuning.init={init}",
-                                          "method.prompt_tuning.num_virtual_tokens=20"])
+                                          "method.prompt_tuning.num_virtual_tokens=20",
+                                          "method.prompt_tuning.init_text=Summarize the following article in one "
+                                          "sentence (about 20 words)."])
     embedding = torch.randn(257, 64)
     prompt = initial_prompt(cfg.method.prompt_tuning, embedding, tokenizer)
     assert prompt.shape == (20, 64) and torch.isfinite(prompt).all()

@@ -12,7 +12,7 @@ import pytest
 from matplotlib import image
 
 from tunebench.cli import main
-from tunebench.plots import PLOTS, lr_schedule, pareto_front, quality_vs_cost, resource_timelines, val_loss
+from tunebench.plots import PLOTS, lr_schedule, pairwise, quality_vs_cost, resource_timelines, val_loss
 
 NOT_IN_SMOKE = {"lr_search.png"}  # the smoke run (2 epochs) searches no learning rate
 
@@ -100,8 +100,10 @@ def test_report_rebuilds_from_results_alone_and_merges_runs(run, tmp_path):
     assert "- s/lora vs copy/lora: " in (tmp_path / "merged" / "report.md").read_text()
 
 
-def test_pareto_front():
-    assert pareto_front([1, 2, 3, 4], [1.0, 3.0, 2.0, 4.0]) == [0, 1, 3]
+def test_pairwise_picture_needs_two_records(run, tmp_path):
+    data = json.loads((run / "results.json").read_text())
+    assert pairwise({**data, "records": data["records"][:1]}, tmp_path / "p.png") is None
+    assert pairwise(data, tmp_path / "p.png") is not None
 
 
 def test_report_renders_in_headless_chromium(run, tmp_path):
@@ -148,6 +150,8 @@ def _markdown_parts(text: str) -> dict:
     found = {"h": [], "p": [], "td": [], "li": [], "img": []}
     for line in text.splitlines():
         line = line.replace("`", "")
+        if line.startswith("> **") and line.endswith("**"):  # the decision, boxed (html: p class="decision")
+            line = line[4:-2]
         if line.startswith("|---"):
             continue
         if line.startswith("#"):

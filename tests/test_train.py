@@ -69,3 +69,16 @@ def test_nan_loss_is_detected_within_a_step(tiny_lm, tokenizer, cfg, tmp_path):
     with pytest.raises(FloatingPointError, match="at step 1"):
         train(tuned, train_set, val_set, cfg.train, 1e-3, resolve_runtime("fp32"), tmp_path / "w.safetensors",
               tokenizer.pad_token_id, show_progress=False)
+
+
+def test_the_recorded_learning_rate_is_the_one_each_step_used(tiny_lm, tokenizer, cfg, tmp_path):
+    """A warm-up of 2 steps then linear decay over 4: each step's own rate is recorded (0, 1/2, peak, 1/2), not
+    the next step's (the plot then ended one step early, at the final 0 a log axis cannot show)."""
+    tuned = METHODS["lora"].build(tiny_lm, cfg, tokenizer)
+    train_set, _ = _data(tokenizer)
+    tcfg = copy.deepcopy(cfg.train)
+    tcfg.epochs, tcfg.warmup_steps, tcfg.batch_size = 1, 2, 2
+    result = train(tuned, train_set, [], tcfg, 1e-3, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+                   tokenizer.pad_token_id, show_progress=False)
+    assert result.steps == 4
+    assert result.lr_per_step == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --data: data settings for SOURCE, e.g. data.text_column=body")
     evaluate.add_argument("--quiet", action="store_true")
     summarize = sub.add_parser("summarize", help="summarize new text with a trained method")
-    summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD")
+    summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD, or RUN/pick: the method "
+                           "the run's verdict picked")
     summarize.add_argument("file", help="a text file holding one article, - for standard input, or a CSV/JSONL/JSON/"
                            "Parquet file of articles (then one JSON line per article: id, summary)")
     summarize.add_argument("--column", help="the column holding the articles (default: article, document, text, "
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(only eval.*: the rest describes how the method was trained)")
     export = sub.add_parser("export", help="a trained method as a standalone Hugging Face model folder (adapters "
                             "merged into the weights), with a model card")
-    export.add_argument("target", help="RUN/METHOD, e.g. runs/demo-20261128-101500/lora")
+    export.add_argument("target", help="RUN/METHOD (or RUN/pick), e.g. runs/demo-20261128-101500/lora")
     export.add_argument("out", help="a new folder")
     report = sub.add_parser("report", help="rebuild report.md, report.html, plots and TensorBoard logs from "
                             "results.json; several runs are merged into one comparison")
@@ -123,7 +124,7 @@ def _writers_run_dir(args: argparse.Namespace, preset: str) -> Path:
 
 
 def _seeds(text: str | None) -> list[int] | None:
-    if not text:
+    if text is None:
         return None
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -169,9 +170,13 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     run_dir = _writers_run_dir(args, preset or "custom")
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
     if distributed.is_writer():
-        print(console_summary(read_results(run_dir)))
+        data = read_results(run_dir)
+        print(console_summary(data))
         print(f"tunebench: wrote {run_dir}/ (results.json, report.md, report.html, plots/, tb/, predictions, "
               "weights)")
+        if (data.get("verdict") or {}).get("pick"):
+            print(f"tunebench: use the pick ({data['verdict']['pick']}): tunebench summarize --from {run_dir}/pick "
+                  f"ARTICLES.csv, or tunebench export {run_dir}/pick FOLDER")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -266,6 +266,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, bool):
+            raise TunebenchError(f"config key '{where}' must be a string, got {value!r}: YAML reads yes/no/on/off/"
+                                 f"true/false as booleans; quote the text, e.g. {where}='no'")
         raise TunebenchError(f"config key '{where}' must be a string, got {value!r}")
     return value
 
@@ -309,9 +312,24 @@ def preset_text(name: str) -> str:
     return resources.files("tunebench.presets").joinpath(f"{name}.yaml").read_text()
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice (line "
+                                                        f"{key_node.start_mark.line + 1}); keep one",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(text: str, origin: str) -> dict:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_UniqueKeys) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise TunebenchError(f"{origin} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):

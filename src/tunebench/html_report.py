@@ -17,7 +17,7 @@ th{background:#f0f0f0}img{max-width:100%;margin:1em 0;border:1px solid #eee}li{m
 .side{display:flex;gap:2em;align-items:flex-start}.side>figure{flex:3;margin:0}.side>p{flex:2;font-size:1.1em}
 figcaption{font-size:12px;color:#555}
 .decision{font-size:1.25em;font-weight:bold;border:2px solid #2a6;background:#eef8f0;padding:.8em 1em;max-width:60em}
-.side>div{flex:2}"""
+.side>div{flex:2}summary h2{display:inline;cursor:pointer}"""
 
 
 def inline(text: str) -> str:
@@ -49,7 +49,10 @@ def render_html(data: dict, plots: list[Path]) -> str:
         if section.side_by_side:  # the picture, and beside it the words
             words = "".join(_block(block, plot_dir) for block in section.blocks[1:])
             body = f'<div class="side">{_block(section.blocks[0], plot_dir)}<div>{words}</div></div>'
-        parts.append(f"<h{1 if i == 0 else 2}>{inline(section.title)}</h{1 if i == 0 else 2}>{body}")
+        if section.collapsed:
+            parts.append(f"<details><summary><h2>{inline(section.title)}</h2></summary>{body}</details>")
+        else:
+            parts.append(f"<h{1 if i == 0 else 2}>{inline(section.title)}</h{1 if i == 0 else 2}>{body}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tunebench comparison</title><style>{STYLE}</style></head>
 <body>{''.join(parts)}

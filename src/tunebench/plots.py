@@ -14,8 +14,7 @@ import numpy as np  # noqa: E402
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
 from tunebench.report import LABELS  # noqa: E402
-from tunebench.verdict import COMPARED_KEYS, peak_rss_mb  # noqa: E402
-from tunebench.verdict import pareto_front as _front  # noqa: E402
+from tunebench.verdict import peak_rss_mb, primary_records, significant, train_cpu_s  # noqa: E402
 
 FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",
          **{m.name: m.colour for m in METHODS.values()}}
@@ -65,7 +64,7 @@ def loss_curves(data: dict, path: Path) -> Path | None:
         loss = np.array(train["train_loss_per_step"])
         tokens = np.linspace(train["train_tokens"] / len(loss), train["train_tokens"], len(loss))
         ax.plot(tokens, loss, color=colour(rec), alpha=0.25, linewidth=1)
-        window = max(1, len(loss) // 10)
+        window = max(3, len(loss) // 10) if len(loss) >= 6 else 1  # smoothed even over a one-epoch run
         smooth = _smooth(loss, window)
         ax.plot(tokens[len(tokens) - len(smooth):], smooth, color=colour(rec), linewidth=2, label=rec["name"])
     ax.set(xlabel="training tokens", ylabel="loss (nats / summary token)", title="Training loss")
@@ -116,12 +115,6 @@ def rouge_bars(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def pareto_front(costs: list[float], quality: list[float]) -> list[int]:
-    """Indices of points no other point beats on both lower cost and higher quality, by cost."""
-    front = _front({i: (c, -q) for i, (c, q) in enumerate(zip(costs, quality, strict=True))})
-    return sorted(front, key=lambda i: costs[i])
-
-
 def cost_of(rec: dict, what: str) -> float | None:
     train = rec.get("train")
     if not train:
@@ -129,44 +122,89 @@ def cost_of(rec: dict, what: str) -> float | None:
     if what == "params":
         return rec["params"]["trainable"]
     if what == "time":
-        return train["train_time_s"]
+        return train_cpu_s(rec)
     return peak_rss_mb(rec)
 
 
+COSTS = {"time": "training CPU seconds (from 0)", "memory": "peak RSS (MB)", "params": "trained parameters (log)"}
+
+
 def quality_vs_cost(data: dict, path: Path) -> Path | None:
-    """Each compared ROUGE (rows) against trainable parameters (log), training time and peak memory (columns):
-    means with 95% intervals on an axis from 0, baselines as horizontal lines (they cost no training), the Pareto
-    front of the means dashed. None when nothing was trained."""
+    """The deciding metric (eval.decide_on) against training CPU seconds, peak memory and trained parameters: means
+    with 95% intervals, baselines as horizontal lines with their interval shaded (they cost no training); the
+    verdict's pick starred, the contenders it weighed on cost ringed. None when nothing was trained."""
     trained = [r for r in _ok(data) if r.get("train")]
     if not trained:
         return None
+    verdict = data.get("verdict") or {}
+    key = verdict.get("decide_on") or "rouge1"
     baselines = [r for r in _ok(data) if not r.get("train")]
-    fig, grid = plt.subplots(len(COMPARED_KEYS), 3, figsize=(13, 3.2 * len(COMPARED_KEYS)), sharey="row",
-                             squeeze=False)
-    costs_of = {"params": "trainable parameters (log)", "time": "training time (s)", "memory": "peak RSS (MB)"}
-    for row, key in enumerate(COMPARED_KEYS):
-        top = max(r["eval"]["rouge"][key]["ci95"][1] for r in _ok(data))
-        for ax, (what, label) in zip(grid[row], costs_of.items(), strict=True):
-            costs = [cost_of(r, what) for r in trained]
-            quality = [r["eval"]["rouge"][key]["mean"] for r in trained]
-            for rec, c, q in zip(trained, costs, quality, strict=True):
-                low, high = rec["eval"]["rouge"][key]["ci95"]
-                ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
-                            label=rec["name"], zorder=3)
-            for rec in baselines:
-                ax.axhline(rec["eval"]["rouge"][key]["mean"], color=colour(rec), linestyle=":", linewidth=1.5,
-                           label=f"{rec['name']} (baseline)")
-            front = pareto_front(costs, quality)
-            ax.plot([costs[i] for i in front], [quality[i] for i in front], "k--", linewidth=1, label="Pareto front")
-            if what == "params":
-                ax.set_xscale("log")
-            else:
-                ax.set_xlim(0, max(costs) * 1.1)  # seconds and megabytes from 0 too: ratios read true
-            ax.set_ylim(0, top * 1.1 + 0.5)
-            ax.set(xlabel=label if row == len(COMPARED_KEYS) - 1 else "")
-        grid[row][0].set_ylabel(f"{LABELS[key]} (F1 x 100)")
-    grid[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Quality (mean, 95% interval) against cost; dotted: baselines")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    top = max(r["eval"]["rouge"][key]["ci95"][1] for r in _ok(data))
+    for ax, (what, label) in zip(axes, COSTS.items(), strict=True):
+        costs = [cost_of(r, what) for r in trained]
+        for rec, c in zip(trained, costs, strict=True):
+            q, (low, high) = rec["eval"]["rouge"][key]["mean"], rec["eval"]["rouge"][key]["ci95"]
+            ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
+                        label=rec["name"], zorder=3)
+            if rec["name"] == verdict.get("pick"):
+                ax.plot(c, q, "*", color="black", markersize=16, zorder=4,
+                        label="picked" if verdict.get("action") == "pick" else "take if you must pick now")
+            elif rec["name"] in verdict.get("qualified", []):
+                ax.plot(c, q, "o", markerfacecolor="none", markeredgecolor="black", markersize=14, zorder=4)
+        for rec in baselines:
+            mean, (low, high) = rec["eval"]["rouge"][key]["mean"], rec["eval"]["rouge"][key]["ci95"]
+            ax.axhline(mean, color=colour(rec), linestyle=":", linewidth=1.5, label=f"{rec['name']} (baseline)")
+            ax.axhspan(low, high, color=colour(rec), alpha=0.08)
+        if what == "params":
+            ax.set_xscale("log")
+        elif what == "time":
+            ax.set_xlim(0, max(costs) * 1.1)  # seconds from 0: ratios read true
+        else:  # memory: the base model's own footprint is in every method's; start the axis below the least
+            low = min(costs)
+            ax.set_xlim(low * 0.8, max(costs) * 1.1)
+            label = f"peak RSS (MB; axis from {low * 0.8:,.0f})"
+        ax.set(xlabel=label)
+        ax.set_ylim(0, top * 1.1 + 0.5)
+    axes[0].set_ylabel(f"{LABELS[key]} (F1 x 100), the deciding metric")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Quality (mean, 95% interval) against cost; dotted: baselines; star: the verdict's pick; ringed: "
+                 "methods that beat every baseline")
+    return _save(fig, path)
+
+
+def pairwise(data: dict, path: Path) -> Path | None:
+    """Every pair of records on the deciding metric: colour = mean difference (row minus column) on the articles
+    both have; '●' where the verdict's corrected test separates them, '○' where only an unadjusted test does.
+    None with fewer than two records."""
+    verdict = data.get("verdict") or {}
+    key = verdict.get("decide_on") or "rouge1"
+    names = [r["name"] for r in primary_records(data)]
+    if len(names) < 2:
+        return None
+    diff = np.zeros((len(names), len(names)))
+    marks = [[""] * len(names) for _ in names]
+    decided = {frozenset((t["a"], t["b"])) for h in verdict.get("hypotheses", []) for t in h["tests"]
+               if t.get("crossed")}
+    for test in data.get("comparisons", []):
+        if test["metric"] != key:
+            continue
+        i, j = names.index(test["a"]), names.index(test["b"])
+        diff[i, j], diff[j, i] = test["mean"], -test["mean"]
+        mark = "●" if frozenset((test["a"], test["b"])) in decided else "○" if significant(test) else ""
+        marks[i][j] = marks[j][i] = mark
+    size = 1.0 + 0.7 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 2.5, size))
+    limit = max(np.abs(diff).max(), 1e-9)
+    image = ax.imshow(diff, cmap="RdBu", vmin=-limit, vmax=limit)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if i != j:
+                ax.text(j, i, f"{diff[i, j]:+.1f}{marks[i][j]}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    fig.colorbar(image, ax=ax, label=f"row minus column, {LABELS[key]}")
+    ax.set_title(f"Pairwise {LABELS[key]}: ● decided by the verdict's test, ○ only unadjusted p < 0.05", fontsize=9)
     return _save(fig, path)
 
 
@@ -225,7 +263,7 @@ def lr_search(data: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
+PLOTS = {"pairwise.png": pairwise, "loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
          "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
          "lr_search.png": lr_search}
 """Every plot; each is drawn only where it carries information (its function returns None otherwise): nothing

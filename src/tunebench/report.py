@@ -51,6 +51,8 @@ class Section:
     blocks: list = field(default_factory=list)
     side_by_side: bool = False
     """HTML puts the blocks next to each other (the lead picture beside its verdict)."""
+    collapsed: bool = False
+    """HTML shows only the title until clicked (the full numbers behind a picture)."""
 
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum", "test_loss": "test loss"}
@@ -90,6 +92,14 @@ def table_rows(data: dict) -> list[list[str]]:
             _num(train.get("best_epoch")),
         ])
     return rows
+
+
+def table(data: dict) -> Table:
+    """The table of every record, without the columns no record has a value in (e.g. test ppl when the test loss
+    was not measured)."""
+    rows = table_rows(data)
+    keep = [i for i, _ in enumerate(HEADER) if i < 2 or any(row[i] for row in rows)]
+    return Table([HEADER[i] for i in keep], [[row[i] for i in keep] for row in rows])
 
 
 def seed_summary(data: dict) -> list[Section]:
@@ -393,8 +403,10 @@ def evaluation_line(data: dict) -> list[str]:
             + "; nothing was trained for this report."]
 
 
-FIGURES = {"quality_vs_cost.png": "Quality (95% intervals) against the cost of each trained method; baselines as "
-                                   "horizontal lines",
+FIGURES = {"quality_vs_cost.png": "The deciding metric (95% intervals) against the cost of each trained method; "
+                                   "baselines as horizontal lines",
+           "pairwise.png": "Every pair of records on the deciding metric: row minus column; ● separated by the "
+                           "verdict's corrected test, ○ by an unadjusted one only",
            "rouge.png": "ROUGE per record with 95% bootstrap intervals",
            "loss_curves.png": "Training loss against training tokens",
            "val_loss.png": "Validation loss per epoch",
@@ -403,6 +415,7 @@ FIGURES = {"quality_vs_cost.png": "Quality (95% intervals) against the cost of e
            "resources.png": "CPU and memory over each record's run"}
 """Caption of each plot the report shows, in the order shown (the first beside the verdict)."""
 LEAD_FIGURE = "quality_vs_cost.png"
+PAIRWISE_FIGURE = "pairwise.png"
 
 
 def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
@@ -431,15 +444,17 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
         words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), loss_line(data)) if line]
         out.append(Section("Which method to pick", [*blocks, *words], side_by_side=bool(blocks)))
+        if PAIRWISE_FIGURE in plots:
+            out.append(Section("All pairs at a glance", [Figure(PAIRWISE_FIGURE, FIGURES[PAIRWISE_FIGURE])]))
     out.append(Section("Every record", [
         Para(f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
              f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
              "'gen tokens' is the mean generated length and the share of summaries that hit the limit."),
-        Table(HEADER, table_rows(data))]))
+        table(data)]))
     out += seed_summary(data)
     lines = comparisons(data)
     if lines:
-        out.append(Section("Which differences are significant", [
+        out.append(Section("Which differences are significant", collapsed=True, blocks=[
             Para("Every pair, unadjusted (detail, not the decision: the verdict above corrects for the looks and the "
                  "number of comparisons): paired over the test articles both records have, the 95% bootstrap "
                  "interval of the mean difference (first minus second) and the two-sided p-value of a paired "
@@ -450,7 +465,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     out += search_rows(data)
     out += phase_rows(data)
     out += _published(facts)
-    rest = [Figure(name, caption) for name, caption in FIGURES.items() if name in plots and name != LEAD_FIGURE]
+    rest = [Figure(name, caption) for name, caption in FIGURES.items()
+            if name in plots and name not in (LEAD_FIGURE, PAIRWISE_FIGURE)]
     if rest:
         out.append(Section("Plots", rest))
     out += _notes(data)

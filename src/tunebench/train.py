@@ -292,12 +292,12 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
             if not math.isfinite(value):
                 raise FloatingPointError(f"training loss became {value} at step {result.steps + 1}; lower the lr")
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            result.lr_per_step.append(scheduler.get_last_lr()[0])  # the rate this step uses (before stepping it)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             result.steps += 1
             result.train_loss_per_step.append(value)
-            result.lr_per_step.append(scheduler.get_last_lr()[0])
             now = time.perf_counter()
             result.train_time_s, tick = result.train_time_s + now - tick, now
             bar.update(1)

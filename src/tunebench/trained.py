@@ -16,14 +16,33 @@ from tunebench.methods.base import TunedModel, load_trainable_state
 from tunebench.models import load_model
 from tunebench.runtime import resolve_runtime
 
+PICK = "pick"
+"""`RUN/pick`: the method the run's verdict picked (or names to take if one must pick now)."""
+
+
+def picked(run_dir: Path) -> str:
+    """The record the run's verdict recommends; a one-line refusal when it recommends none."""
+    from tunebench.results import read_results
+
+    verdict = read_results(run_dir).get("verdict") or {}
+    if verdict.get("pick"):
+        return verdict["pick"]
+    why = {"none": "no trained method beats the baselines"}.get(verdict.get("action"), "it has no verdict")
+    raise TunebenchError(f"{run_dir}/pick: the run's verdict picks no method ({why}); give RUN/METHOD to use one "
+                         "anyway (see its report.md)")
+
 
 def split_target(target: str) -> tuple[Path, str, str]:
-    """`RUN/METHOD` (or `RUN/METHOD@seedN` for repeats) -> (run folder, method name, record name), checked."""
+    """`RUN/METHOD` (or `RUN/METHOD@seedN` for repeats, or `RUN/pick` for the verdict's pick) -> (run folder,
+    method name, record name), checked."""
     path = Path(target)
     run_dir, record, name = path.parent, path.name, path.name.split("@", 1)[0]
     if not (run_dir / "config.yaml").is_file():
         raise TunebenchError(f"'{target}' is not RUN/METHOD: {run_dir} has no config.yaml "
                              "(give e.g. runs/demo-20261128-101500/lora)")
+    if record == PICK:
+        record = picked(run_dir)
+        name = record.split("@", 1)[0]
     if name not in METHODS and name != ZERO_SHOT.name:
         raise TunebenchError(f"'{name}' is not a method (choose one of {', '.join(METHODS)}, zero-shot)")
     return run_dir, name, record
