@@ -56,8 +56,8 @@ class Section:
 
 
 LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum", "test_loss": "test loss"}
-HEADER = ["method", "status", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl", "trainable params",
-          "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
+HEADER = ["method", "status", "articles", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl",
+          "trainable params", "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
 
 
 def _rouge_cell(rouge: dict, key: str) -> str:
@@ -81,7 +81,8 @@ def table_rows(data: dict) -> list[list[str]]:
         peak = peak_rss_mb(rec)
         tokens = ev.get("mean_new_tokens")
         gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
-        rows.append([rec["name"], rec["status"]] + [_rouge_cell(ev["rouge"], k) for k in ROUGE_KEYS] + [
+        rows.append([rec["name"], rec["status"], str(len(ev["per_article"]))]
+                    + [_rouge_cell(ev["rouge"], k) for k in ROUGE_KEYS] + [
             gen,
             _num(ev.get("test_perplexity"), "{:.2f}"),
             _num(params.get("trainable")),
@@ -201,8 +202,10 @@ def advice(data: dict) -> list[str]:
     if v["action"] == "pick":
         pick = v["pick"]
         above = f" (best baseline {base}: {_diff(_last_test(data, pick, base))})" if base else ""
+        looks = v.get("looks_taken", 1)
         lines = [f"Pick {pick}: on {metric} it is significantly above every baseline{above}"
-                 + (" and every other trained method" if v["methods"] > 1 else "") + f", over {n} test articles."]
+                 + (" and every other trained method" if v["methods"] > 1 else "")
+                 + f" (decided after {looks} look{'s' if looks != 1 else ''}, {n} test articles)."]
     elif v["action"] == "none":
         lines = [f"Pick none: no trained method beats {base or 'the baselines'} on {metric} at this budget "
                  f"({n} test articles)."]
@@ -336,18 +339,19 @@ def phase_rows(data: dict) -> list[Section]:
         phases, train = rec.get("phases", {}), rec.get("train") or {}
         setup, gen = phases.get("setup", {}).get("wall_s", 0.0), phases.get("generation", {}).get("wall_s", 0.0)
         fit, search = phases.get("train", {}).get("wall_s", 0.0), phases.get("search", {}).get("wall_s", 0.0)
-        val = train.get("val_time_s", 0.0)
-        rows.append([rec["name"], *(f"{x:.1f}" for x in (setup, search, fit - val, val, gen,
-                                                           setup + search + fit + gen))])
-        total += setup + search + fit + gen
+        val, more = train.get("val_time_s", 0.0), phases.get("looks", {}).get("wall_s", 0.0)
+        rows.append([rec["name"], *(f"{x:.1f}" for x in (setup, search, fit - val, val, gen, more,
+                                                           setup + search + fit + gen + more))])
+        total += setup + search + fit + gen + more
     if not rows:
         return []
     head = f"Loading and encoding the data and the model took {data['prepare_s']:.1f} s. " if data.get("prepare_s") \
         else ""
     return [Section("Where the time went", [
         Para(f"{head}Wall seconds per phase ('search': the learning-rate trials; 'train' without the per-epoch "
-             f"validation; 'generate' includes scoring); all phases together: {total:.0f} s."),
-        Table(["record", "setup", "search", "train", "validation", "generate", "total"], rows)])]
+             f"validation; 'generate' includes scoring; 'more articles': the verdict's later looks); all phases "
+             f"together: {total:.0f} s."),
+        Table(["record", "setup", "search", "train", "validation", "generate", "more articles", "total"], rows)])]
 
 
 def budget_rows(data: dict) -> list[Section]:
@@ -435,10 +439,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     lead += [Para(line) for line in [_data_line(facts), derived_line(facts), *evaluation_line(data),
                                      *merged_line(data)] if line]
     pick = advice(data)
-    v = data.get("verdict") or {}
     if pick:
-        lead.insert(0, Para(f"{pick[0]} (decided after {v['looks_taken']} look{'s' if v['looks_taken'] != 1 else ''}"
-                            f" at the test articles)" if v["action"] != "undecided" else pick[0], box=True))
+        lead.insert(0, Para(pick[0], box=True))
     out = [Section("tunebench comparison", lead)]
     if pick:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
