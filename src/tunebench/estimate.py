@@ -1,19 +1,25 @@
-"""`tunebench data show --estimate`: how long a comparison will take here, from steps measured on this machine.
+"""`tunebench data show --estimate`: how long a comparison will take here, from a few steps measured on this machine.
 
-Each method is built on the real model and takes two optimizer steps on real batches (the second is timed: the
-first pays for allocation), a validation forward, and one batch of generation; the plan (steps per method,
-batches) comes from the same functions the run uses. The estimate is only as good as one batch is typical:
-generation time depends on where each summary ends.
+Meant to take about a minute, not the run's time: each method is built on the real model and takes two optimizer
+steps on real batches (the second is timed: the first pays for allocation); decoding is timed once, on the base
+model, with one batch of the run's size decoded for 1 and for 8 new tokens, which separates reading the prompts
+from each new token; each record's generation is then extrapolated to the tokens it may write, between the 95th
+percentile of the reference summaries (a model that ends on its own) and eval.max_new_tokens (one that runs to the
+limit), and the report prints that range. The plan (steps per method, batches) comes from the same functions the
+run uses. Methods decode at about the base model's speed (adapters are merged; a soft prompt adds its positions).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tunebench.config import Config
@@ -21,7 +27,15 @@ from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 from tunebench.runtime import seed_everything
 from tunebench.train import batch_order, make_batch, per_example_loss, plan
-from tunebench.workbench import chat_prompts, prepare
+from tunebench.workbench import prepare
+
+
+def _say(text: str) -> None:
+    print(f"tunebench: estimating: {text}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _timed(fn) -> float:
@@ -30,16 +44,30 @@ def _timed(fn) -> float:
     return time.perf_counter() - tick
 
 
-def _generation_s(bench, tuned, prompts: list[list[int]]) -> float:
-    """Seconds to decode all `prompts`, from one timed batch of eval.batch_size."""
+def _decode_rates(bench, tuned, prompts: list[list[int]]) -> tuple[float, float]:
+    """(seconds to read one batch of prompts, seconds per new token of that batch), from one batch of
+    eval.batch_size decoded for 1 and for 8 new tokens, with no early stop."""
     size = bench.cfg.eval.batch_size
-    if not prompts:
-        return 0.0
-    rt = bench.runtime
-    batch = prompts[:size]
-    once = _timed(lambda: generate_summaries(tuned, bench.tokenizer, batch, size, bench.cfg.eval, rt.device,
-                                             rt.autocast()))
-    return once * math.ceil(len(prompts) / size)
+    batch, rt = prompts[:size], bench.runtime
+
+    def decode(tokens: int) -> float:
+        settings = replace(bench.cfg.eval, max_new_tokens=tokens, cut="eos")
+        return _timed(lambda: generate_summaries(tuned, bench.tokenizer, batch, size, settings, rt.device,
+                                                 rt.autocast()))
+
+    decode(1)  # warm-up
+    one, eight = decode(1), decode(8)
+    return one, max(eight - one, 0.0) / 7
+
+
+def _generation_range(bench, rates: tuple[float, float], n_prompts: int, tokens: tuple[float, float],
+                      test_loss: bool) -> tuple[float, float]:
+    """(low, high) seconds for one record's generation over `n_prompts`: batches x (reading the prompts + tokens x
+    per token), plus one more read of the prompts for the test loss."""
+    read, per_token = rates
+    batches = math.ceil(n_prompts / bench.cfg.eval.batch_size) if n_prompts else 0
+    extra = read * batches if test_loss else 0.0
+    return tuple(batches * (read + t * per_token) + extra for t in tokens)
 
 
 def _method_s(bench, method) -> dict[str, float]:
@@ -75,41 +103,47 @@ def _method_s(bench, method) -> dict[str, float]:
         with torch.no_grad():
             forward_s = _timed(lambda: per_example_loss(tuned, make_batch(val_set, val_batches[0], pad, rt.device)))
         val_s = forward_s * len(val_batches) * budget["epochs"]
-    gen_s = _generation_s(bench, tuned, [ex.prompt_ids for ex in bench.encoded["test"]])
-    return {"train": train_s, "validation": val_s, "generation": gen_s, "step": step_s,
-            "steps": budget["planned_steps"]}
+    return {"train": train_s, "validation": val_s, "step": step_s, "steps": budget["planned_steps"]}
 
 
 def estimate_run(cfg: Config) -> str:
     """Lines estimating each record's time and the total, measured on this machine."""
+    started = time.perf_counter()
+    _say("loading the data and the model")
     with tempfile.TemporaryDirectory() as tmp:
         tick = time.perf_counter()
         bench, _ = prepare(cfg, Path(tmp), show_progress=False)
         prepare_s = time.perf_counter() - tick
     cfg = bench.cfg  # task settings derived from the data
-    out = [f"estimated time of `compare` here ({bench.runtime.device}, {bench.runtime.precision}), from measured "
-           f"steps: loading {prepare_s:.0f} s"]
-    total = prepare_s
-    test_prompts = [ex.prompt_ids for ex in bench.encoded["test"]]
+    test = bench.encoded["test"]
+    references = [len(ex.target_ids) for ex in test] or [1]
+    tokens = (min(float(np.percentile(references, 95)), cfg.eval.max_new_tokens), float(cfg.eval.max_new_tokens))
+    _say("decoding one batch for 1 and 8 new tokens")
     zero = ZERO_SHOT.build(bench.base_lm, cfg, bench.tokenizer)
+    rates = _decode_rates(bench, zero, [ex.prompt_ids for ex in test])
+    out = [f"estimated time of `compare` here ({bench.runtime.device}, {bench.runtime.precision}), from measured "
+           f"steps: loading {prepare_s:.0f} s; decoding {rates[1]:.2f} s per new token per batch of "
+           f"{min(cfg.eval.batch_size, len(test))}, generation ranges from {tokens[0]:.0f} new tokens per summary "
+           f"(the references' 95th percentile) to {tokens[1]:.0f} (eval.max_new_tokens)"]
+    low = high = prepare_s
     for name in cfg.eval.baselines:
-        if name == "zero-shot":
-            seconds = _generation_s(bench, zero, test_prompts)
-        elif name == "zero-shot-chat" and getattr(bench.tokenizer, "chat_template", None):
-            seconds = _generation_s(bench, zero, chat_prompts(bench))
-        else:
-            continue
-        total += seconds
-        out.append(f"  {name}: generation {seconds:.0f} s")
+        if name == "zero-shot" or (name == "zero-shot-chat" and getattr(bench.tokenizer, "chat_template", None)):
+            lo, hi = _generation_range(bench, rates, len(test), tokens, cfg.eval.test_loss and name == "zero-shot")
+            low, high = low + lo, high + hi
+            out.append(f"  {name}: generation {lo:.0f}-{hi:.0f} s")
     for name in cfg.methods:
+        _say(f"{name}: two training steps")
         t = _method_s(bench, METHODS[name])
-        seconds = t["train"] + t["validation"] + t["generation"]
-        total += seconds
+        lo, hi = _generation_range(bench, rates, len(test), tokens, cfg.eval.test_loss)
+        fixed = t["train"] + t["validation"]
+        low, high = low + fixed + lo, high + fixed + hi
         out.append(f"  {name}: training {t['train']:.0f} s ({t['steps']} steps x {t['step']:.1f} s), validation "
-                   f"{t['validation']:.0f} s, generation {t['generation']:.0f} s")
+                   f"{t['validation']:.0f} s, generation {lo:.0f}-{hi:.0f} s")
     extra = " (a learning-rate search adds its trials: not estimated)" if cfg.search.enabled else ""
-    out.append(f"  total: about {total / 60:.1f} min with one seed{extra}")
+    out.append(f"  total: about {_duration(high)} with one seed (at least {_duration(low)}){extra}")
     if cfg.eval.decide and cfg.methods:
         out.append(f"  then, only while the verdict is open: more test articles for the tied records, at most "
                    f"{cfg.eval.decide_seconds / 60:.1f} min (eval.decide_seconds)")
+    out.append(f"  (this estimate took {time.perf_counter() - started:.0f} s; a real run on this machine is "
+               "usually within the range above, more if other programs compete for the cores)")
     return "\n".join(out)

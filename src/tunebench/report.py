@@ -175,20 +175,26 @@ def cost_line(data: dict, v: dict) -> str:
     cost = v.get("cost_to_decide")
     if not cost:
         return ""
-    who = ", ".join(cost["records"])
+    metric = LABELS[v["decide_on"]]
+    words = []
+    if cost.get("equal"):
+        pairs = ", ".join(f"{a} and {b}" for a, b in cost["equal"])
+        words.append(f"{pairs} {'score' if len(cost['equal']) > 1 else 'scores'} alike on {metric} (no difference, "
+                     "or one too small to separate with fewer than 100,000 test articles): treat them as equal.")
     if cost["articles"] is None:
-        return (f"The differences left open ({who}) are too small to separate with fewer than 100,000 test "
-                f"articles: treat them as equal on {LABELS[v['decide_on']]}.")
+        return " ".join(words)
+    who = ", ".join(cost["records"])
     seconds = int(math.ceil(cost["minutes"] * 60 * 1.5 / 60.0) * 60) or 60
     offered = (data.get("looks") or {}).get("available")
     available = ""
     if offered is not None and cost["articles"] > offered:
         available = (f" (this data has only {offered} articles that are not training or validation pairs: give more "
                      "data, or lower data.max_train)")
-    return (f"Deciding would take about {cost['articles']:,} test articles for {who} (they have {cost['have']}; "
-            f"about {cost['minutes']:.0f} more minutes of generation on this machine, if the differences seen so far "
-            f"are the true ones){available}: run the comparison again with `--set eval.max_test={cost['articles']} "
-            f"eval.decide_seconds={seconds}`.")
+    words.append(f"Deciding the rest would take about {cost['articles']:,} test articles for {who} (they have "
+                 f"{cost['have']}; about {cost['minutes']:.0f} more minutes of generation on this machine, if the "
+                 f"differences seen so far are the true ones){available}: run the comparison again with `--set "
+                 f"eval.max_test={cost['articles']} eval.decide_seconds={seconds}`.")
+    return " ".join(words)
 
 
 def advice(data: dict) -> list[str]:

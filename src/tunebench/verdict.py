@@ -270,25 +270,30 @@ def articles_to_decide(tests: list[dict], level: float) -> float:
 
 
 def cost_to_decide(data: dict, state: dict) -> dict | None:
-    """For the open questions left: the articles that would decide them and the minutes that would take here."""
+    """For the open questions left: the articles that would decide those with a difference seen so far, the minutes
+    that would take here, and the pairs that scored the same on every article so far (no number of articles is
+    expected to separate them: `equal`)."""
     if not state["open"]:
         return None
     level = min((h["level"] for h in state["family"] if not h.get("rejected")), default=ALPHA)
     records = {r["name"]: r for r in primary_records(data)}
-    needed, involved = 0.0, set()
+    needed, involved, equal = 0.0, set(), []
     for pair in state["open"]:
         tests = state["tests"].get(pair) or state["tests"].get(pair[::-1])
-        if tests:
-            needed = max(needed, articles_to_decide(tests, level))
+        if not tests:
+            continue
+        articles = articles_to_decide(tests, level)
+        if math.isfinite(articles) and articles <= BIG:
+            needed = max(needed, articles)
             involved |= set(pair)
+        else:
+            equal.append(list(pair))
     if not involved:
-        return None
+        return {"articles": None, "records": [], "have": 0, "equal": equal}
     have = max(len(records[n]["eval"]["per_article"]) for n in involved)
-    if not math.isfinite(needed) or needed > BIG:
-        return {"articles": None, "records": sorted(involved), "have": have}
     articles = max(int(math.ceil(needed)), have + 1)
     minutes = (articles - have) * sum(seconds_per_article(records[n]) for n in involved) / 60.0
-    return {"articles": articles, "minutes": minutes, "records": sorted(involved), "have": have}
+    return {"articles": articles, "minutes": minutes, "records": sorted(involved), "have": have, "equal": equal}
 
 
 def _public(h: dict) -> dict:
