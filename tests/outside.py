@@ -9,7 +9,8 @@ artefact the way its README / model card says, and greedily summarizes the given
 - `base`: the base model alone (to show that an artefact changes what the model writes).
 
 `decode`: `generate` (the model's `generate`), `generate_no_cache` (`generate(..., use_cache=False)`) or
-`greedy_forward` (argmax of the model's forward on the growing sequence, no cache, no `generate`): with PEFT
+`greedy_forward` (argmax of the model's forward on the growing sequence, no cache, no `generate`). `precision`:
+`bf16` decodes under bf16 autocast, as the model card of a bf16 run says. With PEFT
 0.21.2 and transformers 5.24, PEFT's `generate` with a cache gives wrong tokens after the first few for prompt
 tuning and prefix tuning (the adapter's own forward is right); see test_outside.py.
 
@@ -89,9 +90,11 @@ def summarize(job: dict) -> dict:
         with torch.no_grad():
             if job.get("decode") == "greedy_forward":
                 new = greedy_forward(model, ids, settings.max_new_tokens, eos)
-            else:
-                out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                     generation_config=settings, use_cache=job.get("decode") != "generate_no_cache")
+            else:  # a bf16 run's model card decodes under bf16 autocast, as the run did
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=job.get("precision") == "bf16"):
+                    out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                         generation_config=settings,
+                                         use_cache=job.get("decode") != "generate_no_cache")
                 new = out[0, len(ids):].tolist()
         outputs.append(new[:new.index(eos)] if eos in new else new)
     return {"tokens": outputs, "warnings": collect.messages, "class": type(model).__name__}

@@ -274,7 +274,7 @@ CASES = [
     ("summarize CSV header only", ["summarize", "--from", "{copy}/lora", "{w}/a.csv"],
      _both(_copy, _write("a.csv", "article\n")), "has a header (article) but no rows"),
     ("summarize train setting", ["summarize", "--from", "{copy}/lora", "{w}/a.txt", "--set", "train.lr=1"],
-     _copy, "decoding settings (eval.*) only"),
+     _copy, "decoding settings (eval.*) and train.precision"),
     ("summarize bad decoding", ["summarize", "--from", "{copy}/lora", "{w}/a.txt", "--set",
                                 "eval.max_new_tokens=0"], _copy, "'eval.max_new_tokens' must be >= 1"),
     ("summarize no --from", ["summarize", "{w}/a.txt"], None, "the following arguments are required: --from"),

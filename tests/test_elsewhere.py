@@ -108,7 +108,7 @@ def test_summarize_refuses_settings_other_than_decoding(smoke_run, tmp_path, cap
     article.write_text(_examples()[0].article)
     assert main(["summarize", "--from", str(smoke_run / "lora"), str(article), "--set", "train.lr=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "decoding settings (eval.*) only" in err[0]
+    assert len(err) == 1 and "decoding settings (eval.*) and train.precision" in err[0]
 
 
 def test_data_show_has_no_run_folder_options(capsys):

@@ -208,3 +208,26 @@ def test_embedded_model_round_trip(tmp_path):
         if job != "base":
             check_same_and_not_base(found, job.split("/")[0], job)
     assert found["modules"] == []
+
+
+def test_a_bf16_run_is_reproduced_by_its_model_card(tmp_path):
+    """Issue 23: a run decoded in bf16 (autocast) exports a folder whose model card decodes under bf16 autocast
+    too; transformers alone, doing what the card says, writes the tokens `tunebench summarize` writes one article
+    at a time. The card says so, and what to do for batch-independent summaries."""
+    tokenizer = byte_tokenizer()
+    base = tmp_path / "base"
+    sharpen(random_model("llama-tiny", len(tokenizer))).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "run", "--quiet", "--set",
+                 f"model.name={base}", "eval.baselines=[]", "methods=[lora]", "train.precision=bf16",
+                 "train.lr=1e-2"]) == 0
+    run = tmp_path / "run"
+    assert main(["export", str(run / "lora"), str(tmp_path / "export")]) == 0
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert 'with torch.autocast("cpu", dtype=torch.bfloat16):' in card and "eval.batch_size=1" in card
+    articles, common = job_settings(run, 4)
+    cfg, tuned, tok = load_trained(run, "lora", overrides=["eval.batch_size=1"])
+    ours = summarize_articles(cfg, tuned, tok, articles).tokens
+    bf16 = run_outside([{"kind": "model", "path": str(tmp_path / "export"), "precision": "bf16", **common}],
+                       tmp_path)[0]
+    assert bf16["tokens"] == ours

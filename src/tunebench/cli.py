@@ -283,10 +283,10 @@ def cmd_summarize(args: argparse.Namespace) -> None:
     from tunebench.trained import load_trained, split_target, summarize_articles
 
     run_dir, method, name = split_target(args.source)
-    wrong = [item for item in args.set if not item.startswith("eval.")]
+    wrong = [item for item in args.set if not item.startswith(("eval.", "train.precision=", "train.device="))]
     if wrong:
-        raise TunebenchError(f"summarize --set takes decoding settings (eval.*) only, not {wrong[0]}: the others "
-                             "describe how the method was trained")
+        raise TunebenchError(f"summarize --set takes decoding settings (eval.*) and train.precision / train.device "
+                             f"only, not {wrong[0]}: the others describe how the method was trained")
     load_config(config_file=str(run_dir / "config.yaml"), overrides=args.set)  # bad values: refused before loading
     ids, articles, table = _articles(args)
     cfg, tuned, tokenizer = load_trained(run_dir, method, name, args.set)

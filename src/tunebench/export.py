@@ -104,15 +104,49 @@ def model_card(results: dict, record: dict, cfg, base_path: str) -> str:
         "```python", "import torch", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
         'model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")',
         'tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")',
-        *_prompt_recipe(cfg),
-        "out = model.generate(torch.tensor([ids]))  # decoding from generation_config.json",
-        f"summary = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)  # tunebench cuts it at {ev.cut}",
-        "```", "",
-        "The weights are float32. tunebench's own summaries of this run were generated under "
-        f"{env.get('precision')}; with `train.precision=fp32` `tunebench summarize` writes the same tokens as "
-        "this folder (tested for every method tunebench can merge).", "",
+        *_prompt_recipe(cfg), *_generate_lines(env),
+        "summary = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)",
+        *_cut_lines(ev.cut, ev.max_sentences), "```", "",
+        *_precision_note(env.get("precision"), record["name"]), "",
     ]
     return "\n".join(lines)
+
+
+def _generate_lines(env: dict) -> list[str]:
+    """`generate` as the run decoded: under bf16 autocast on the run's kind of device for a bf16 run."""
+    cuda = str(env.get("device", "cpu")).startswith("cuda")
+    ids = 'torch.tensor([ids], device="cuda")' if cuda else "torch.tensor([ids])"
+    call = f"out = model.generate({ids})  # decoding from generation_config.json"
+    if env.get("precision") != "bf16":
+        return [*(['model.to("cuda")'] if cuda else []), call]
+    device = "cuda" if cuda else "cpu"
+    return [*(['model.to("cuda")'] if cuda else []),
+            f'with torch.autocast("{device}", dtype=torch.bfloat16):  # the run decoded in bf16, as here',
+            f"    {call}"]
+
+
+def _cut_lines(cut: str, max_sentences: int | None) -> list[str]:
+    """The run's cut (eval.cut) as code, so the snippet ends its summary where tunebench does."""
+    lines = {"eos": ["summary = summary.strip()  # tunebench's cut: at EOS"],
+             "first_line": ["summary = next((line.strip() for line in summary.splitlines() if line.strip()), \"\")"
+                            "  # tunebench's cut: the first line"],
+             "blank_line": ["summary = summary.strip().split(\"\\n\\n\", 1)[0].strip()  # tunebench's cut: the first "
+                            "blank line"]}[cut]
+    if max_sentences is not None:
+        lines.append(f"# tunebench then keeps the first {max_sentences} sentence(s) (eval.max_sentences)")
+    return lines
+
+
+def _precision_note(precision: str | None, record: str) -> list[str]:
+    if precision == "bf16":
+        return ["The weights are float32; the run decoded under bf16 autocast, and so does the snippet. One article at "
+                "a time it writes the same tokens as `tunebench summarize --from RUN/" + record + " --set "
+                "eval.batch_size=1` (tested on tiny models). In bf16 a padded batch of several articles (tunebench's "
+                "default, eval.batch_size) rounds differently from one article and can change a few summaries; for "
+                "summaries that do not depend on batching, decode in float32 here (drop the autocast) and with "
+                "`tunebench summarize --set train.precision=fp32`."]
+    return ["The weights are float32 and the run decoded in float32, as the snippet does: it writes the same tokens "
+            "as `tunebench summarize` (tested for every method tunebench can merge)."]
 
 
 def _prompt_recipe(cfg) -> list[str]:
