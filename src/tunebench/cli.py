@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tunebench.cache import check_runs_dir
 from tunebench.config import PRESETS, load_config
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, is_folder_name
 from tunebench.methods import METHODS
 
 
@@ -103,7 +103,7 @@ def _run_dir(args: argparse.Namespace, preset: str) -> Path:
     """The new run folder, checked before any model loads: --name is one folder name, the folder does not exist
     yet, --runs-dir is a writable folder. (It is made, exclusively, only once the run's input is known good.)"""
     name = f"{preset}-{datetime.now():%Y%m%d-%H%M%S}" if args.name is None else args.name
-    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not is_folder_name(name):
         raise TunebenchError(f"--name {name!r} must be one folder name (no '/', not empty, '.' or '..'); the run "
                              "folder goes in --runs-dir, e.g. --runs-dir runs --name my-run")
     if not args.runs_dir:

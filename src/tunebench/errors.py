@@ -37,3 +37,9 @@ def require_below_one(key: str, value: float) -> None:
 def require_nonempty(key: str, value: list) -> None:
     if not value:
         raise TunebenchError(f"config key '{key}' must list at least one entry")
+
+
+def is_folder_name(name: object) -> bool:
+    """One folder name: a non-empty string with no path separator or NUL, not '.' or '..' (so joining it to a
+    folder stays inside that folder)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")

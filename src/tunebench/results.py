@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tunebench.cache import atomic_write_json
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, is_folder_name
 from tunebench.verdict import add_statistics
 
 SCHEMA_VERSION = 4
@@ -194,6 +194,11 @@ def check_results(data: dict, path: Path) -> None:
         _expect(isinstance(rec, dict), path, where, "an object", rec)
         _expect(isinstance(rec.get("name"), str) and bool(rec.get("name")), path, f"{where}.name", "a name",
                 rec.get("name", MISSING))
+        # a record's name becomes folders (its predictions, weights, TensorBoard logs): one folder name, or
+        # `<run>/<record>` in a merged report
+        _expect(len(rec["name"].split("/")) <= 2 and all(is_folder_name(p) for p in rec["name"].split("/")), path,
+                f"{where}.name", "one folder name (or run/name in a merged report; no '..', no absolute path)",
+                rec["name"])
         _expect(rec.get("kind") in ("method", "baseline"), path, f"{where}.kind", "method or baseline",
                 rec.get("kind", MISSING))
         _expect(rec.get("status") in STATUSES, path, f"{where}.status", " or ".join(STATUSES),
