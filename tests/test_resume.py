@@ -188,3 +188,58 @@ def test_sequential_evaluation_end_to_end_and_killed_inside_a_look(tmp_path):
         {k: looks[k] for k in ("sizes", "ids", "taken", "stopped")}
     assert _comparable(run) == _comparable(ref)
     assert resumed["verdict"]["action"] == data["verdict"]["action"]
+
+
+def _split_files(folder, rows=(20, 4, 8)):
+    """A folder of per-split CSV files (train, validation, test) of article/summary pairs."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in zip(("train", "validation", "test"), rows, strict=True):
+        with (folder / f"{name}.csv").open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["id", "article", "summary"])
+            for i in range(count):
+                out.writerow([f"{name}{i}", f"In {name} town {i} the council met on Monday and agreed a new plan "
+                              f"for the roads, the schools and the library after a long debate number {i}.",
+                              f"Town {i} agrees a plan."])
+    return folder
+
+
+def _run_and_resume(tmp_path, change) -> subprocess.CompletedProcess:
+    data = _split_files(tmp_path / "data")
+    settings = ["methods=[lora]", "eval.baselines=[lead]", "train.epochs=1", f"data.source={data}"]
+    base = [sys.executable, "-m", "tunebench", "compare", "--runs-dir", str(tmp_path), "--quiet"]
+    subprocess.run([*base, "--name", "r", "--preset", "smoke", "--set", *settings], check=True, capture_output=True,
+                   timeout=600)
+    change(tmp_path / "r", data)
+    return subprocess.run([*base, "--resume", str(tmp_path / "r")], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("what, change, message", [
+    ("training data", lambda run, data: (data / "train.csv").write_text((data / "train.csv").read_text()
+                                                                        .replace("council met", "mayor met")),
+     "its data changed since the run started (the train pairs differ)"),
+    ("validation data", lambda run, data: (data / "validation.csv").write_text(
+        (data / "validation.csv").read_text().replace("Town 1 agrees", "Town 1 rejects")),
+     "(the val pairs differ)"),
+    ("config", lambda run, data: (run / "config.yaml").write_text((run / "config.yaml").read_text()
+                                                                  .replace("lr: 0.001", "lr: 0.002", 1)),
+     "its config.yaml no longer says what the run started with: train.lr (0.001 when started, 0.002 now)"),
+])
+def test_resume_refuses_what_changed_since_the_run_started(tmp_path, what, change, message):
+    """Issue 24: a resume continues from what it checks: data and config hashed/stored when the run started."""
+    done = _run_and_resume(tmp_path, change)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert message in done.stderr, done.stderr
+
+
+def test_resume_runs_again_a_finished_method_whose_folder_is_gone(tmp_path):
+    import shutil
+
+    done = _run_and_resume(tmp_path, lambda run, data: shutil.rmtree(run / "lora"))
+    assert done.returncode == 0, done.stderr
+    assert "lora: its weights" in done.stdout + done.stderr
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    lora = next(r for r in data["records"] if r["name"] == "lora")
+    assert lora["status"] == "SUCCESS" and (tmp_path / "r" / "lora" / "weights.safetensors").is_file()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import shutil
 import time
 import traceback
@@ -179,8 +181,8 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
     if resume:
         results = ResultsFile.load(run_dir / "results.json")
         seeds = results.data["seeds"]
-        if read_splits(run_dir)["test"] != bench.splits.ids()["test"]:
-            raise TunebenchError(f"cannot resume {run_dir}: its data no longer gives the same test articles")
+        check_unchanged(run_dir, results.data, cfg, bench)
+        forget_records_without_files(run_dir, results)
     else:
         seeds = seeds or [cfg.train.seed]
         claim(run_dir, True, held)  # made here, exclusively: a folder that exists by now is refused
@@ -189,6 +191,7 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids(),
                                                     "test_reserve": reserve[:max(cfg.eval.max_test or 0,
                                                                                  5 * cfg.data.n_test)]})
+        data_facts["sha256"] = data_hashes(bench)
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
                                                          "environment": environment(
                                                              {**bench.runtime.as_dict(),
@@ -209,6 +212,60 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
     write_outputs(results.data, run_dir)
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
+
+
+def data_hashes(bench: Workbench) -> dict[str, str]:
+    """sha256 of each split's pairs (ids, articles, summaries, in order) and of the reserve of test articles: what
+    a resumed run must find again."""
+    out = {}
+    for name in ("train", "val", "test", "reserve"):
+        digest = hashlib.sha256()
+        for ex in getattr(bench.splits, name):
+            digest.update(json.dumps([ex.id, ex.article, ex.summary], ensure_ascii=False).encode())
+        out[name] = digest.hexdigest()
+    return out
+
+
+def _changed(stored: dict, now: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two config dicts (settings a run from an older tunebench did not
+    store are not compared)."""
+    out = []
+    for key in sorted(set(stored) & set(now)):
+        a, b = stored[key], now[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({a!r} when started, {b!r} now)")
+    return out
+
+
+def check_unchanged(run_dir: Path, data: dict, cfg: Config, bench: Workbench) -> None:
+    """A resume continues what was started: the same config (config.yaml edited by hand is refused) and the same
+    data in every split (a training file changed between the kill and the resume is refused), in one line."""
+    changed = _changed(data["config"], to_dict(cfg))
+    if changed:
+        raise TunebenchError(f"cannot resume {run_dir}: its config.yaml no longer says what the run started with: "
+                             f"{changed[0]}" + (f" and {len(changed) - 1} more" if len(changed) > 1 else "")
+                             + "; restore it, or start a new run")
+    stored = data["data"].get("sha256") or {}
+    now = data_hashes(bench)
+    moved = [name for name in ("train", "val", "test", "reserve") if name in stored and stored[name] != now[name]]
+    if moved:
+        raise TunebenchError(f"cannot resume {run_dir}: its data changed since the run started (the "
+                             f"{' and '.join(moved)} pairs differ); restore the data, or start a new run")
+    if read_splits(run_dir)["test"] != bench.splits.ids()["test"]:
+        raise TunebenchError(f"cannot resume {run_dir}: its data no longer gives the same test articles")
+
+
+def forget_records_without_files(run_dir: Path, results: ResultsFile) -> None:
+    """A finished method whose weights are gone (its folder deleted) is run again, not trusted."""
+    for rec in list(results.data["records"]):
+        weights = (rec.get("artifacts") or {}).get("weights")
+        if rec["status"] == "SUCCESS" and weights and not (run_dir / weights).is_file():
+            distributed.say(f"tunebench: {rec['name']}: its weights ({run_dir / weights}) are missing; running it "
+                            "again")
+            results.data["records"].remove(rec)
+    results.save()
 
 
 def baseline_jobs(bench: Workbench) -> list[tuple[str, object]]:
