@@ -54,6 +54,21 @@ def _write(relative: str, content: bytes | str):
     return make
 
 
+def _fifo(relative: str):
+    """A named pipe nobody writes to: opening it for reading would block forever."""
+    def make(w: Path, run: Path) -> None:
+        path = w / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+    return make
+
+
+def _folder(relative: str):
+    def make(w: Path, run: Path) -> None:
+        (w / relative).mkdir(parents=True, exist_ok=True)
+    return make
+
+
 def _damage(relative: str, content: bytes | str | None = None, edit=None):
     """Copy the run, then overwrite one of its files (or edit its text with `edit`)."""
     def make(w: Path, run: Path) -> None:
@@ -292,6 +307,25 @@ CASES = [
      _damage("results.json", edit=lambda t: t.replace('"mean": ', '"mean": NaN, "was": ', 1)),
      ".mean' must be a finite number"),
     ("report no results", ["report", "{w}"], None, "has no results.json"),
+    # not everything at a path is a regular file (issue 24): refused before opening, saying what it is
+    ("data source a FIFO", compare("data.source={w}/pipe.csv"), _fifo("pipe.csv"),
+     "data source '{w}/pipe.csv' is a named pipe (FIFO)"),
+    ("data source a device", compare("data.source=/dev/zero"), None, "data source '/dev/zero' is a character device"),
+    ("data folder entry a FIFO", compare("data.source={w}/d"), _both(_write("d/train.csv", "id,article,summary\n"),
+                                                                      _fifo("d/test.csv")),
+     "an entry of data folder '{w}/d', '{w}/d/test.csv' is a named pipe (FIFO)"),
+    ("config a FIFO", ["compare", "--config", "{w}/c.yaml", "--runs-dir", "{runs}", "--name", "bad"],
+     _fifo("c.yaml"), "config file '{w}/c.yaml' is a named pipe (FIFO)"),
+    ("config a directory", ["compare", "--config", "{w}/cdir", "--runs-dir", "{runs}", "--name", "bad"],
+     _folder("cdir"), "config file '{w}/cdir' is a directory"),
+    ("summarize input a FIFO", ["summarize", "--from", "{copy}/lora", "{w}/in.txt"], _both(_copy, _fifo("in.txt")),
+     "input file '{w}/in.txt' is a named pipe (FIFO)"),
+    ("summarize input a directory", ["summarize", "--from", "{copy}/lora", "{w}/indir"],
+     _both(_copy, _folder("indir")), "input file '{w}/indir' is a directory"),
+    ("data source empty", compare("data.source="), None, "data.source is empty"),
+    ("data folder without train", compare("data.source={w}/only"),
+     _write("only/test.csv", "id,article,summary\n" + "".join(f"{i},{LONG} {i},summary {i}\n" for i in range(12))),
+     "has split files (test) but no train split"),
     ("report record named ../../x", ["report", "{copy}"],
      _damage("results.json", edit=_results_edit(lambda d: d["records"][1].update(name="../../x"))),
      "field 'records[1].name' must be one folder name"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tunebench.cache import check_runs_dir
 from tunebench.config import PRESETS, load_config
-from tunebench.errors import TunebenchError, is_folder_name
+from tunebench.errors import TunebenchError, is_folder_name, require_file
 from tunebench.methods import METHODS
 
 
@@ -242,9 +242,7 @@ def _articles(args: argparse.Namespace) -> tuple[list[str], list[str], bool]:
             raise TunebenchError("standard input is empty; give the article's text")
         return ["-"], [text], False
     path = Path(args.file)
-    if not path.is_file():
-        raise TunebenchError(f"input file '{args.file}' does not exist; give a text file, a CSV/JSONL of articles "
-                             "or - for stdin")
+    require_file(path, "input file", "give a text file, a CSV/JSONL of articles or - for stdin")
     if path.suffix.lower() not in FORMATS:  # one article of plain text; a table holds one article per row
         try:
             text = path.read_text(encoding="utf-8")

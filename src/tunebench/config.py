@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tunebench.errors import TunebenchError, require_at_least, require_choice, require_positive
+from tunebench.errors import TunebenchError, require_at_least, require_choice, require_file, require_positive
 from tunebench.methods import DEFAULT_METHODS, METHODS
 
 PRESETS = ("demo", "wide", "tuned", "seed", "smoke")
@@ -345,8 +345,7 @@ def load_config(preset: str | None = None, config_file: str | None = None,
         _apply_dict(cfg, _read_yaml(preset_text(preset), f"preset '{preset}'"), "")
     if config_file:
         path = Path(config_file)
-        if not path.is_file():
-            raise TunebenchError(f"config file '{config_file}' does not exist; give the path of a YAML file")
+        require_file(path, "config file", "give the path of a YAML file")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

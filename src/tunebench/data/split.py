@@ -75,6 +75,10 @@ def select_splits(loaded: LoadedSource, cfg: DataConfig) -> Splits:
     split of all pairs; then the caps."""
     check_rows_kept(loaded, cfg.source)
     parts = {name: split.examples for name, split in loaded.splits.items()}
+    if "train" not in parts and ("test" in parts or "val" in parts):
+        named = ", ".join(name for name in ("val", "test", "all") if name in parts)
+        raise TunebenchError(f"data source '{cfg.source}' has split files ({named}) but no train split; add a "
+                             "train* file, or give one file to split")
     if "train" not in parts:
         pool = [ex for name in ("all", "val", "test") for ex in parts.get(name, [])]
         return make_splits(pool, cfg.n_val, cfg.n_test, cfg.seed, cfg.max_train)
