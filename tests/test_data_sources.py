@@ -163,3 +163,16 @@ def test_data_show_reports_every_split_before_training(capsys):
     for line in ("train: 16 pairs", "val: 4 pairs", "test: 4 pairs", "% cut at 96", "optimizer steps per method"):
         assert line in out
     assert out.count("example ") == 2
+
+
+def test_an_id_that_repeats_with_another_article_is_skipped_naming_the_id_column(tmp_path):
+    """Issue 24: distinct articles under one id are not "duplicates" of each other: the reason names the column."""
+    from tunebench.config import DataConfig
+    from tunebench.data import load_examples
+
+    path = tmp_path / "ids.csv"
+    body = " ".join(["word"] * 30)
+    path.write_text("ref,article,summary\n" + "".join(f"{i % 5},{body} {i},summary {i}\n" for i in range(10)))
+    loaded = load_examples(DataConfig(source=str(path), id_column="ref"))
+    assert len(loaded.splits["all"].examples) == 5
+    assert loaded.splits["all"].skipped == {"duplicate id (column 'ref')": 5}

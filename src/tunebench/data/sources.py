@@ -213,6 +213,18 @@ def resolve_columns(columns: list[str], cfg: DataConfig, where: str) -> dict[str
     return found
 
 
+def _text(row: dict, column: str, index: int, split: str, cfg: DataConfig) -> str:
+    """A text cell: a string (or empty); a JSON object, a list or a number is refused, naming the row and column
+    (it would otherwise be trained on as its Python repr)."""
+    value = row.get(column)
+    if value is None or isinstance(value, str):
+        return value or ""
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise TunebenchError(f"data source '{cfg.source}' ({split}) row {index + 1}: column '{column}' holds a "
+                         f"{type(value).__name__} ({shown}), not text; fix that row, or choose the text column with "
+                         "data.text_column / data.summary_column")
+
+
 def parse_rows(rows: list[dict], columns: dict[str, str | None], split: str, cfg: DataConfig,
                seen: set[str], strip_bylines: bool) -> tuple[list[Example], Counter]:
     """Rows -> Examples; empty, too short, duplicate or undecodable rows are skipped and counted."""
@@ -222,8 +234,8 @@ def parse_rows(rows: list[dict], columns: dict[str, str | None], split: str, cfg
         if UNDECODABLE in row:
             skipped["undecodable bytes"] += 1
             continue
-        article = clean_article(str(row.get(columns["text"]) or ""), strip_bylines)
-        summary = clean_summary(str(row.get(columns["summary"]) or ""))
+        article = clean_article(_text(row, columns["text"], index, split, cfg), strip_bylines)
+        summary = clean_summary(_text(row, columns["summary"], index, split, cfg))
         raw_id = row.get(columns["id"]) if columns["id"] else None
         ident = str(raw_id) if raw_id not in (None, "") else f"{split}-{index}"
         if not article:
@@ -232,6 +244,8 @@ def parse_rows(rows: list[dict], columns: dict[str, str | None], split: str, cfg
             skipped["empty summary"] += 1
         elif len(article.split()) < cfg.min_article_words:
             skipped["article too short"] += 1
+        elif ident in seen and article not in seen:  # another article under an id already used
+            skipped[f"duplicate id (column '{columns['id']}')"] += 1
         elif ident in seen or article in seen:
             skipped["duplicate"] += 1
         else:
