@@ -298,6 +298,10 @@ CASES = [
     ("export prompt tuning", ["export", "{copy}/prompt-tuning", "{w}/out"], _copy, "cannot be merged"),
     ("export a baseline", ["export", "{copy}/zero-shot", "{w}/out"], _copy, "is a baseline"),
     ("export missing record", ["export", "{copy}/dora", "{w}/out"], _copy, "has no finished 'dora'"),
+    ("export a FAILED record", ["export", "{copy}/lora", "{w}/out"],
+     _damage("results.json", edit=_results_edit(lambda d: next(r for r in d["records"] if r["name"] == "lora")
+                                                .update(status="FAILED", error="FloatingPointError: loss nan"))),
+     "'lora' FAILED in {copy} (FloatingPointError: loss nan), so it has no trained weights to export"),
     ("report results []", ["report", "{copy}"], _damage("results.json", "[]"), "holds a JSON list"),
     ("report results not UTF-8", ["report", "{copy}"], _damage("results.json", b"\xff\xfe\xfd"), "is not UTF-8"),
     ("report record without name", ["report", "{copy}"],

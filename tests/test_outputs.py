@@ -256,7 +256,13 @@ def test_merge_never_writes_into_a_run(run, tmp_path, capsys):
     copy.mkdir()
     shutil.copy(run / "results.json", copy / "results.json")
     before = (copy / "results.json").read_bytes()
-    for out in (copy, run):
+    for out in (copy, run, run / "tb" / "merged", copy / "deeper" / "still"):  # a run, or anywhere inside one
         assert main(["report", str(run), str(copy), "--out", str(out)]) == 2
-        assert "already holds results" in capsys.readouterr().err
+        assert "lies inside the run" in capsys.readouterr().err
+    assert not (run / "tb" / "merged").exists() and not (copy / "deeper").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run / "results.json", other / "results.json")  # not a merged run, but holds results
+    assert main(["report", str(run), str(copy), "--out", str(other)]) == 2
+    assert "already holds results" in capsys.readouterr().err
     assert (copy / "results.json").read_bytes() == before

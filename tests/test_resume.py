@@ -243,3 +243,16 @@ def test_resume_runs_again_a_finished_method_whose_folder_is_gone(tmp_path):
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     lora = next(r for r in data["records"] if r["name"] == "lora")
     assert lora["status"] == "SUCCESS" and (tmp_path / "r" / "lora" / "weights.safetensors").is_file()
+
+
+def test_ctrl_c_names_the_run_to_resume(tmp_path, monkeypatch, capsys):
+    """Issue 24: the message after Ctrl-C gives the real run folder, not a placeholder."""
+    from tunebench import compare
+    from tunebench.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "run_compare", interrupted)
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet"]) == 130
+    assert f"`tunebench compare --resume {tmp_path / 'r'}`" in capsys.readouterr().err

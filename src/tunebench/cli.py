@@ -137,6 +137,10 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+RUNNING: list[Path] = []
+"""The run folder a compare/train is writing (for the message on Ctrl-C)."""
+
+
 def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
     from tunebench import distributed
     from tunebench.compare import run_compare
@@ -157,6 +161,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
         read_results(run_dir)  # damaged read-back files are refused before any model loads
         read_splits(run_dir)
         cfg = load_config(config_file=str(run_dir / "config.yaml"))
+        RUNNING.append(run_dir)
         run_compare(cfg, run_dir, show_progress=not args.quiet, resume=True)
         if distributed.is_writer():
             print(console_summary(read_results(run_dir)))
@@ -168,6 +173,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
     cfg = load_config(preset, args.config, overrides)
     distributed.setup(cfg.train.dist_timeout_s)
     run_dir = _writers_run_dir(args, preset or "custom")
+    RUNNING.append(run_dir)
     run_compare(cfg, run_dir, show_progress=not args.quiet, seeds=_seeds(args.seeds))
     if distributed.is_writer():
         data = read_results(run_dir)
@@ -346,9 +352,11 @@ def cmd_report(args: argparse.Namespace) -> None:
         out, data = runs[0], loaded[0][1]
     else:
         out = Path(args.out) if args.out else Path("runs") / f"merged-{datetime.now():%Y%m%d-%H%M%S}"
-        if (out / "results.json").exists() or out.resolve() in {run.resolve() for run in runs}:
-            raise TunebenchError(f"--out {out} already holds results; a merged report goes to a new folder (it never "
-                                 "writes into a run)")
+        inside = [run for run in runs if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents]
+        if (out / "results.json").exists() or inside:
+            where = f"lies inside the run {inside[0]}" if inside else "already holds results"
+            raise TunebenchError(f"--out {out} {where}; a merged report goes to a new folder outside every run (it "
+                                 "never writes into one)")
         data = merge_results(loaded, args.allow_different)
         atomic_write_json(out / "results.json", data)
     write_outputs(data, out)
@@ -365,6 +373,7 @@ def cmd_fetch(_: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if args.command == "compare":
@@ -391,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tunebench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tunebench: interrupted; finished records are in the run's results.json; continue with "
-              "`tunebench compare --resume RUN`", file=sys.stderr)
+        command = "train" if getattr(args, "command", None) == "train" else "compare"
+        where = f"`tunebench {command} --resume {RUNNING[-1]}`" if RUNNING else "`tunebench compare --resume <run>`"
+        print(f"tunebench: interrupted; finished records are in the run's results.json; continue with {where}",
+              file=sys.stderr)
         return 130
     finally:
         if "torch" in sys.modules:  # a torchrun job leaves its process group (no-op otherwise)

@@ -33,6 +33,10 @@ def export_model(target: str, out: Path) -> Path:
         raise TunebenchError(f"{out} already exists and is not an empty folder; give a new folder to export to")
     results = read_results(run_dir)
     record = next((r for r in results["records"] if r["name"] == record_name), None)
+    if record is not None and record.get("status") == "FAILED":
+        raise TunebenchError(f"'{record_name}' FAILED in {run_dir} ({record.get('error') or 'no reason recorded'}), so "
+                             "it has no trained weights to export; change what made it fail (report.md, Notes) and "
+                             "train it in a new run")
     if record is None or record.get("status") != "SUCCESS":
         raise TunebenchError(f"{run_dir}/results.json has no finished '{record_name}'; train it first "
                              f"(`tunebench compare --resume {run_dir}`)")
