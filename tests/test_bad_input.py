@@ -237,6 +237,8 @@ CASES = [
     ("name absolute", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "{w}/abs"], None,
      "one folder name"),
     ("name empty", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", ""], None, "one folder name"),
+    ("name 300 characters", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "n" * 300], None,
+     "at most 255 bytes"),
     ("name .", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "."], None, "one folder name"),
     ("name ..", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", ".."], None, "one folder name"),
     ("name of a finished run", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "copy"],
@@ -327,6 +329,13 @@ CASES = [
     ("summarize input a directory", ["summarize", "--from", "{copy}/lora", "{w}/indir"],
      _both(_copy, _folder("indir")), "input file '{w}/indir' is a directory"),
     ("data source empty", compare("data.source="), None, "data.source is empty"),
+    ("CSV in UTF-16", compare("data.source={w}/u16.csv"),
+     _write("u16.csv", ("article,summary\n" + "".join(f"{LONG} {i},s {i}\n" for i in range(12))).encode("utf-16")),
+     "u16.csv is UTF-16 text: save it as UTF-8"),
+    ("JSONL gzipped", compare("data.source={w}/gz.jsonl"), _write("gz.jsonl", __import__("gzip").compress(
+        b'{"article": "a", "summary": "b"}\n')), "gz.jsonl is gzip-compressed: decompress it first"),
+    ("CSV zipped", compare("data.source={w}/z.csv"), _write("z.csv", b"PK\x03\x04rest of a zip"),
+     "z.csv is a zip archive"),
     ("article a JSON object", compare("data.source={w}/obj.jsonl"),
      _write("obj.jsonl", "".join(json.dumps({"id": i, "article": {"text": LONG} if i == 5 else f"{LONG} {i}",
                                              "summary": f"s {i}"}) + "\n" for i in range(12))),
@@ -576,3 +585,37 @@ def test_hub_dataset_without_network_fails_within_seconds_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("tunebench: error: could not load Hub dataset 'abisee/"
                                                    "cnn_dailymail' (3.0.0): no network"), done.stderr
     assert seconds < 20, f"{seconds:.0f} s: the libraries retried instead of reading only their cache"
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line(made_run, tmp_path, monkeypatch, capsys):
+    """Issue 24: ENOSPC (and the machine's other limits) are one line and exit 2, not a traceback."""
+    import errno
+
+    from tunebench import cache
+
+    copy = tmp_path / "copy"
+    shutil.copytree(made_run, copy)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(cache, "atomic_write_text", full)
+    monkeypatch.setattr("tunebench.report.atomic_write_text", full)
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device writing" in err[0] and "free some space" in err[0]
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_every_file_of_a_run_follows_the_umask(tmp_path, mask, file_mode, dir_mode):
+    """Issue 24: weights, checkpoints' survivors, reports, plots, TensorBoard logs and adapters all get the mode any
+    new file of the user gets."""
+    old = os.umask(mask)
+    try:
+        assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet", "--set",
+                     "methods=[lora]", "eval.baselines=[lead]", "train.epochs=1"]) == 0
+    finally:
+        os.umask(old)
+    wrong = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in (tmp_path / "r").rglob("*")
+             if p.name != ".tunebench.lock" and p.stat().st_mode & 0o777 != (dir_mode if p.is_dir() else file_mode)}
+    assert not wrong

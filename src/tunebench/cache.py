@@ -55,6 +55,14 @@ def umask() -> int:
     return mask
 
 
+def follow_umask(path: Path) -> None:
+    """Give a file, or a folder and everything in it, the mode any new file or folder of the user gets: some
+    writers (safetensors) create their files 0600 whatever the umask says."""
+    mask = umask()
+    for item in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
+
+
 def check_runs_dir(run_dir: Path) -> None:
     """The folder a run folder goes in is a folder (or can be made) and may be written; checked before any model
     loads, and again when the run folder is made."""

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_text
+from tunebench.cache import atomic_write_text, follow_umask
 from tunebench.errors import TunebenchError
 from tunebench.methods.base import load_trainable_state, trainable_state
 
@@ -68,6 +68,7 @@ def save_training_state(folder: Path, model, optimizer, scheduler, position: dic
     tmp.mkdir(parents=True)
     save_file(tensors, str(tmp / "state.safetensors"))
     atomic_write_text(tmp / "state.json", json.dumps(meta))
+    follow_umask(tmp)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         os.replace(folder, old)  # the previous complete checkpoint stays until the new one is in place

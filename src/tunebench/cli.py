@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from datetime import datetime
@@ -104,8 +105,9 @@ def _run_dir(args: argparse.Namespace, preset: str) -> Path:
     yet, --runs-dir is a writable folder. (It is made, exclusively, only once the run's input is known good.)"""
     name = f"{preset}-{datetime.now():%Y%m%d-%H%M%S}" if args.name is None else args.name
     if not is_folder_name(name):
-        raise TunebenchError(f"--name {name!r} must be one folder name (no '/', not empty, '.' or '..'); the run "
-                             "folder goes in --runs-dir, e.g. --runs-dir runs --name my-run")
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise TunebenchError(f"--name {shown!r} must be one folder name (no '/', not empty, '.' or '..', at most 255 "
+                             "bytes); the run folder goes in --runs-dir, e.g. --runs-dir runs --name my-run")
     if not args.runs_dir:
         raise TunebenchError("--runs-dir is empty; give a folder, e.g. --runs-dir runs")
     run_dir = Path(args.runs_dir) / name
@@ -137,6 +139,12 @@ def _seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+SYSTEM_LIMITS = {errno.ENOSPC: "free some space (or use --runs-dir elsewhere) and run the command again",
+                 errno.EDQUOT: "free some of your quota and run the command again",
+                 errno.ENAMETOOLONG: "use a shorter name or path",
+                 errno.EROFS: "the file system is read-only: use --runs-dir or --out elsewhere",
+                 errno.EACCES: "you may not write there: use --runs-dir or --out elsewhere"}
+"""Operating-system refusals that are the machine's limits, not tunebench's bugs: one line, exit 2."""
 RUNNING: list[Path] = []
 """The run folder a compare/train is writing (for the message on Ctrl-C)."""
 
@@ -398,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd_config_show(args)
     except TunebenchError as exc:
         print(f"tunebench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in SYSTEM_LIMITS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"tunebench: error: {exc.strerror}{where}; {SYSTEM_LIMITS[exc.errno]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         command = "train" if getattr(args, "command", None) == "train" else "compare"

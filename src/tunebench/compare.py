@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir
+from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir, follow_umask
 from tunebench.checkpoint import check_training_state, has_training_state
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
@@ -97,6 +97,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                 base = base_model_path(cfg.model.name)
                 note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
                 atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
+                follow_umask(out_dir / "peft_adapter")
 
             distributed.on_writer(export)
             record.artifacts["peft_adapter"] = f"{name}/peft_adapter"

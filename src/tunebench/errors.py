@@ -44,7 +44,8 @@ def require_nonempty(key: str, value: list) -> None:
 def is_folder_name(name: object) -> bool:
     """One folder name: a non-empty string with no path separator or NUL, not '.' or '..' (so joining it to a
     folder stays inside that folder)."""
-    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+    return isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0") \
+        and len(name.encode("utf-8", "surrogateescape")) <= 255  # NAME_MAX of common file systems
 
 
 def not_a_file(path: Path) -> str | None:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tunebench.cache import umask
+from tunebench.cache import follow_umask, umask
 from tunebench.config import load_config
 from tunebench.errors import TunebenchError
 from tunebench.generate import generation_config
@@ -59,6 +59,7 @@ def export_model(target: str, out: Path) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(results, record, cfg, base_model_path(cfg.model.name)),
                                        encoding="utf-8")
+        follow_umask(tmp)  # save_pretrained's safetensors are 0600
         if out.exists():
             out.rmdir()
         tmp.rename(out)

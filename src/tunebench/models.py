@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from tunebench.cache import cache_dir, umask
+from tunebench.cache import cache_dir, follow_umask, umask
 from tunebench.errors import TunebenchError
 
 EMBEDDED = {
@@ -225,6 +225,7 @@ def _save_atomically(target: Path, model, tokenizer) -> None:
         tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700: the folder gets the mode any new folder gets
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        follow_umask(tmp)  # save_pretrained's safetensors are 0600
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

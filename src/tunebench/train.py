@@ -22,6 +22,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from tunebench import distributed
+from tunebench.cache import follow_umask
 from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import Encoded, collate
@@ -342,4 +343,5 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
         return
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp))
+    follow_umask(tmp)  # safetensors writes 0600
     os.replace(tmp, path)

@@ -110,9 +110,29 @@ def read_parquet(path: Path) -> list[dict]:
 READERS = {".csv": read_csv, ".jsonl": read_jsonl, ".json": read_json, ".parquet": read_parquet}
 
 
+SIGNATURES = ((b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+              (b"PK\x03\x04", "a zip archive: extract the file first"),
+              (b"\xff\xfe", "UTF-16 text: save it as UTF-8"), (b"\xfe\xff", "UTF-16 text: save it as UTF-8"),
+              (b"BZh", "bzip2-compressed: decompress it first (bunzip2)"),
+              (b"\xfd7zXZ", "xz-compressed: decompress it first (unxz)"))
+"""Leading bytes of files that are not UTF-8 text, whatever their name says: the message names the encoding."""
+
+
+def check_text_file(path: Path) -> None:
+    """A text format (CSV, JSONL, JSON) that is compressed or UTF-16 is refused with what it is, not with a
+    message about its columns."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for signature, what in SIGNATURES:
+        if head.startswith(signature):
+            raise TunebenchError(f"{path} is {what}")
+
+
 def read_rows(path: Path) -> list[dict]:
     """Rows of one file, by its extension."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise TunebenchError(f"{path}: unsupported file type '{path.suffix}' (use {', '.join(FORMATS)})")
+    if path.suffix.lower() != ".parquet":
+        check_text_file(path)
     return reader(path)
