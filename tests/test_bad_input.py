@@ -218,6 +218,9 @@ CASES = [
     ("seeds not numbers", compare() + ["--seeds", "0,a"], None, "must be whole numbers"),
     ("seeds negative", compare() + ["--seeds", "-1"], None, "must be seeds >= 0"),
     ("seeds empty", compare() + ["--seeds", ""], None, "must list distinct seeds"),
+    ("seeds -1,2", compare() + ["--seeds", "-1,2"], None, "argument --seeds: expected one argument (a value that "
+                                                          "starts with '-' is read as an option"),
+    ("seeds=-1,2", compare() + ["--seeds=-1,2"], None, "must be seeds >= 0"),
     ("seeds only commas", compare() + ["--seeds", ",,"], None, "must list distinct seeds"),
     ("config key twice", ["compare", "--config", "{w}/c.yaml", "--runs-dir", "{runs}", "--name", "bad"],
      _write("c.yaml", "train:\n  lr: 1.0e-3\n  lr: 2.0e-3\n"), "key 'lr' is given twice (line 3)"),

@@ -19,6 +19,8 @@ class _Parser(argparse.ArgumentParser):
     """Misuse of the command line is one line, as every other bad input: `tunebench: error: ...`, exit code 2."""
 
     def error(self, message: str):
+        if message.endswith("expected one argument"):  # e.g. --seeds -1,2: a value that starts with '-'
+            message += " (a value that starts with '-' is read as an option: write it after '=', e.g. --seeds=0,1)"
         raise TunebenchError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
