@@ -136,8 +136,13 @@ def check_disk(run_dir: Path, lm, n_runs: int) -> None:
     check_runs_dir(run_dir)  # not writable: say so (its free space would say nothing useful)
     free = shutil.disk_usage(existing).free
     if free < needed:
-        raise TunebenchError(f"{run_dir} has {free / 2**30:.1f} GiB free but the run may write up to "
-                             f"{needed / 2**30:.1f} GiB of weights and checkpoints; free space or use --runs-dir")
+        raise TunebenchError(f"{run_dir} has {_size(free)} free but the run may write up to {_size(needed)} of "
+                             "weights and checkpoints; free space or use --runs-dir")
+
+
+def _size(n: float) -> str:
+    """Bytes in the unit that shows them (a tiny model's needs are not '0.0 GiB')."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: list[int] | None = None,
