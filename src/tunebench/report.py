@@ -451,7 +451,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     if pick:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
         words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), loss_line(data)) if line]
-        out.append(Section("Which method to pick", [*blocks, *words], side_by_side=bool(blocks)))
+        out.append(Section("Which method to pick", [*words, *blocks]))  # the picture full width, under the words
         if PAIRWISE_FIGURE in plots:
             out.append(Section("All pairs at a glance", [Figure(PAIRWISE_FIGURE, FIGURES[PAIRWISE_FIGURE])]))
     out.append(Section("Every record", [
