@@ -16,7 +16,7 @@ from tunebench.results import SCHEMA_VERSION
 
 
 def test_compare_writes_the_run_folder(smoke_run):
-    for rel in ["config.yaml", "results.json", "report.md", "splits.json", "lead/predictions.jsonl",
+    for rel in ["config.yaml", "results.json", "report.md", "splits.json", "lead-1/predictions.jsonl",
                 "zero-shot/predictions.jsonl", "lora/peft_adapter/adapter_config.json",
                 "lora/peft_adapter/adapter_model.safetensors"]:
         assert (smoke_run / rel).is_file(), rel

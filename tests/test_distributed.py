@@ -76,9 +76,8 @@ def assert_same_results(expected: Path, got: Path) -> None:
                                                                                           "weights.safetensors"))
             assert a.keys() == b.keys()
             assert all((a[k] - b[k]).abs().max() <= TOLERANCE for k in a), name
-        folder = name.split("-")[0] if name.startswith("lead-") else name  # Lead-k keeps its predictions in lead/
-        assert (expected / folder / "predictions.jsonl").read_text() == \
-            (got / folder / "predictions.jsonl").read_text(), name
+        assert (expected / name / "predictions.jsonl").read_text() == \
+            (got / name / "predictions.jsonl").read_text(), name
 
 
 def test_two_processes_train_and_predict_as_one(runs):

@@ -266,3 +266,17 @@ def test_merge_never_writes_into_a_run(run, tmp_path, capsys):
     assert main(["report", str(run), str(copy), "--out", str(other)]) == 2
     assert "already holds results" in capsys.readouterr().err
     assert (copy / "results.json").read_bytes() == before
+
+
+def test_every_record_has_its_predictions_under_its_name_and_in_tensorboard(run):
+    """Issue 25's bug: Lead-k wrote its predictions to lead/ while its record is lead-1, so TensorBoard (which finds
+    predictions by record name) never showed them. Every record's predictions are found from its name."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = json.loads((run / "results.json").read_text())
+    for rec in data["records"]:
+        lines = (run / rec["name"] / "predictions.jsonl").read_text().splitlines()
+        assert [json.loads(line)["id"] for line in lines] == [row["id"] for row in rec["eval"]["per_article"]]
+        events = EventAccumulator(str(run / "tb" / rec["name"]), size_guidance={"tensors": 0})
+        events.Reload()
+        assert "test/predictions/text_summary" in events.Tags()["tensors"], rec["name"]

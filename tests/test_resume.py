@@ -174,8 +174,7 @@ def test_sequential_evaluation_end_to_end_and_killed_inside_a_look(tmp_path):
     for rec in data["records"]:
         ids = [row["id"] for row in rec["eval"]["per_article"]]
         assert ids == [i for batch in looks["ids"][:len(ids) // 4] for i in batch]  # whole looks, in order
-        folder = "lead" if rec["name"].startswith("lead") else rec["name"]
-        lines = (ref / folder / "predictions.jsonl").read_text().splitlines()
+        lines = (ref / rec["name"] / "predictions.jsonl").read_text().splitlines()
         assert [json.loads(line)["id"] for line in lines] == ids
     assert "Sequential evaluation: " in (ref / "report.md").read_text()
     assert data["verdict"]["looks_taken"] == len(looks["ids"])

@@ -44,7 +44,7 @@ from tunebench.workbench import (
 def run_lead(bench: Workbench) -> dict:
     k = bench.cfg.eval.lead_k
     with PhaseMonitor() as phase:
-        result = summarize_scores(bench, score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], "lead"))
+        result = summarize_scores(bench, score(bench, [lead_k(ex.article, k) for ex in bench.splits.test], f"lead-{k}"))
     return Record(f"lead-{k}", "baseline", "SUCCESS", eval=result, phases={"generation": phase.as_dict()})
 
 
@@ -295,7 +295,7 @@ def rescorers(bench: Workbench):
 
     def rescore(rec: dict, examples: list) -> list[dict]:
         if rec["name"] == f"lead-{cfg.eval.lead_k}":
-            return score(bench, [lead_k(ex.article, cfg.eval.lead_k) for ex in examples], "lead", examples)
+            return score(bench, [lead_k(ex.article, cfg.eval.lead_k) for ex in examples], rec["name"], examples)
         if rec["kind"] == "baseline":
             tuned = ZERO_SHOT.build(bench.base_lm, cfg, bench.tokenizer)
         else:
