@@ -51,9 +51,15 @@ def describe_data(cfg: Config) -> str:
         if name == "train":
             tokens = int(np.minimum(articles, d.max_article_tokens).sum() + np.minimum(summaries, d.max_summary_tokens)
                          .sum() + len(examples) * (sep + 1))
-            steps = -(-len(examples) // (cfg.train.batch_size * cfg.train.grad_accum_steps))
-            out.append(f"  training: {tokens:,} tokens per epoch, {tokens * cfg.train.epochs:,} over "
-                       f"{cfg.train.epochs} epoch(s), {steps * cfg.train.epochs:,} optimizer steps per method")
+            from tunebench.data.format import encode_example
+            from tunebench.train import plan  # the run's own plan: it follows train.budget
+
+            encoded = [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
+                                      d.max_summary_tokens) for ex in examples]
+            budget = plan(encoded, cfg.train) if encoded else {"planned_steps": 0, "epochs": 0}
+            out.append(f"  training: {tokens:,} tokens per epoch; the budget ({cfg.train.budget}) gives "
+                       f"{budget['planned_steps']:,} optimizer steps per method over {budget['epochs']} epoch(s)"
+                       + (" (train.max_seconds may stop it sooner)" if cfg.train.budget == "seconds" else ""))
     out += task_lines(derived, pinned)
     out += warnings(cfg, splits, tokenizer)
     for ex in splits.train[:2]:
