@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tunebench.data.format import encode_example
-from tunebench.features import build_trunk_states, fingerprint
 from tunebench.layers import transformer_blocks
 from tunebench.methods import METHODS
 from tunebench.runtime import resolve_runtime
 from tunebench.train import train
+from tunebench.trunk_cache import build_trunk_states, fingerprint
 
 PAIRS = [(f"Article {i} on topic {i % 3}. " * (1 + i % 4), f"Topic {i % 3}.") for i in range(12)]
 RUNTIME = resolve_runtime("fp32")

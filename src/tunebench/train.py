@@ -2,7 +2,7 @@
 
 Nothing here knows which method runs: a method only decides which parameters require gradients
 and what is put in front of the prompt (see methods/base.py). Where the lower blocks of a model are
-frozen, their output is computed once and reused every epoch (features.py).
+frozen, their output is computed once and reused every epoch (trunk_cache.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from tunebench.cache import follow_umask
 from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import Encoded, collate
-from tunebench.features import TrunkStates, build_trunk_states
 from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
 from tunebench.runtime import Runtime
+from tunebench.trunk_cache import TrunkStates, build_trunk_states
 
 
 @dataclass

@@ -11,8 +11,9 @@ ever talk to a TunedModel, so no code outside a method's own module knows which 
 - `facts`: numbers the method wants in the results (`params` of its record), e.g. parameters it added.
 - `notes`: sentences about what it did for the report, e.g. "this model has no biases: norm weights trained".
 
-Blocks below the first trained one are a frozen trunk; `features.py` finds them (`frozen_depth`) and runs them
-once per example instead of once per step.
+Blocks below the first trained one are a frozen trunk: `frozen_depth` below finds them, `replaying` lets a
+forward pass take their output from elsewhere, and `trunk_cache.py` runs them once per example instead of once per
+step (the contract is here; the cache, which needs the TunedModel, is there).
 """
 
 from __future__ import annotations
@@ -24,7 +25,67 @@ import torch
 from torch import nn
 from transformers import StoppingCriteriaList
 
-from tunebench import features
+from tunebench.errors import TunebenchError
+from tunebench.layers import final_norm, transformer_blocks
+
+
+def frozen_depth(model: TunedModel) -> int:
+    """How many leading blocks compute nothing that trains, with nothing trained before them.
+
+    Their output depends on the input tokens only, so it can be computed once and reused. 0 when anything trains
+    below or beside the blocks (a learned prompt or key/value prefix, the embedding, an adapter in the first block)
+    or the model's blocks cannot be found.
+    """
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable or model.lm.get_input_embeddings().weight.requires_grad:
+        return 0
+    try:
+        blocks = transformer_blocks(model.lm)
+    except TunebenchError:
+        return 0
+    depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
+                 len(blocks))
+    known = {id(p) for module in upper_part(model, blocks, 0) for p in module.parameters()}
+    return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
+
+
+def upper_part(model: TunedModel, blocks, depth: int) -> list[torch.nn.Module]:
+    """The blocks from `depth` up, the final norm and the LM head: what may train above a frozen trunk."""
+    lm = model.lm
+    return [*blocks[depth:], *(m for m in (final_norm(lm), lm.get_output_embeddings()) if m is not None)]
+
+
+def keep_trunk_deterministic(model: TunedModel) -> None:
+    """After `model.train()`: the frozen trunk back in eval mode (no dropout where nothing trains)."""
+    depth = frozen_depth(model)
+    if depth:
+        model.lm.eval()
+        for module in upper_part(model, transformer_blocks(model.lm), depth):
+            module.train()
+
+
+@contextmanager
+def replaying(model: TunedModel, states: torch.Tensor | None) -> Iterator[None]:
+    """Inside: the frozen blocks pass their input through, and the last one returns `states` instead."""
+    if states is None:
+        yield
+        return
+    frozen = list(transformer_blocks(model.lm)[:frozen_depth(model)])
+
+    def skip(hidden_states, *args, **kwargs):
+        return hidden_states
+
+    def give(hidden_states, *args, **kwargs):
+        return states.to(hidden_states.dtype)
+
+    for block in frozen:
+        block.forward = give if block is frozen[-1] else skip  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        for block in frozen:
+            del block.forward
+
 
 
 class LearnedRows(nn.Module):
@@ -84,14 +145,14 @@ class TunedModel(nn.Module):
 
         `select`: flat indices into the (batch, logits_to_keep) grid of positions; the LM head then runs only there
         and the result is (len(select), vocab) (a row's short summary wastes no head work).
-        `trunk_states`: the output of the frozen trunk for this batch (features.py); those blocks are then skipped.
+        `trunk_states`: the output of the frozen trunk for this batch (trunk_cache.py); those blocks are then skipped.
         """
         embeds, mask = self.embed(input_ids, attention_mask)
         cache = self.prefix_cache(input_ids.shape[0], embeds.dtype)
         if cache is not None:
             mask = torch.cat([mask.new_ones(mask.shape[0], self.prefix_length()), mask], dim=1)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]  # left padding shifts nothing
-        with features.replaying(self, trunk_states), self._selecting(select):
+        with replaying(self, trunk_states), self._selecting(select):
             out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, cache=cache,
                           logits_to_keep=int(logits_to_keep), use_cache=False)
         return out.logits
@@ -111,15 +172,15 @@ class TunedModel(nn.Module):
             handle.remove()
 
     def frozen_depth(self) -> int:
-        """How many leading blocks compute nothing that trains, with nothing trained before them (features.py)."""
-        return features.frozen_depth(self)
+        """How many leading blocks compute nothing that trains, with nothing trained before them (`frozen_depth`)."""
+        return frozen_depth(self)
 
     def train(self, mode: bool = True) -> TunedModel:
         """Training mode, except that a frozen trunk stays deterministic (no dropout where nothing trains), so its
         output is the same function of the input in every epoch and can be cached."""
         super().train(mode)
         if mode:
-            features.keep_trunk_deterministic(self)
+            keep_trunk_deterministic(self)
         return self
 
     @torch.no_grad()

@@ -16,11 +16,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 import torch
@@ -28,12 +25,9 @@ import transformers
 
 from tunebench.cache import atomic_write_json
 from tunebench.data.format import Encoded, left_pad
-from tunebench.errors import TunebenchError
-from tunebench.layers import final_norm, transformer_blocks
+from tunebench.layers import transformer_blocks
+from tunebench.methods.base import TunedModel, frozen_depth
 from tunebench.runtime import Runtime
-
-if TYPE_CHECKING:
-    from tunebench.methods.base import TunedModel
 
 CACHE_VERSION = 1
 """Part of every cache key: raise it when what is stored, or how the frozen part is run, changes."""
@@ -45,41 +39,6 @@ class _StopForward(Exception):
 
 class UnsupportedTrunk(Exception):
     """The model's blocks return something other than a hidden-states tensor: their output cannot be replayed."""
-
-
-def frozen_depth(model: TunedModel) -> int:
-    """How many leading blocks compute nothing that trains, with nothing trained before them.
-
-    Their output depends on the input tokens only, so it can be computed once and reused. 0 when anything trains
-    below or beside the blocks (a learned prompt or key/value prefix, the embedding, an adapter in the first block)
-    or the model's blocks cannot be found.
-    """
-    trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    if not trainable or model.lm.get_input_embeddings().weight.requires_grad:
-        return 0
-    try:
-        blocks = transformer_blocks(model.lm)
-    except TunebenchError:
-        return 0
-    depth = next((i for i, block in enumerate(blocks) if any(p.requires_grad for p in block.parameters())),
-                 len(blocks))
-    known = {id(p) for module in upper_part(model, blocks, 0) for p in module.parameters()}
-    return 0 if trainable - known else depth  # something trains that we cannot place: no shortcut
-
-
-def upper_part(model: TunedModel, blocks, depth: int) -> list[torch.nn.Module]:
-    """The blocks from `depth` up, the final norm and the LM head: what may train above a frozen trunk."""
-    lm = model.lm
-    return [*blocks[depth:], *(m for m in (final_norm(lm), lm.get_output_embeddings()) if m is not None)]
-
-
-def keep_trunk_deterministic(model: TunedModel) -> None:
-    """After `model.train()`: the frozen trunk back in eval mode (no dropout where nothing trains)."""
-    depth = frozen_depth(model)
-    if depth:
-        model.lm.eval()
-        for module in upper_part(model, transformer_blocks(model.lm), depth):
-            module.train()
 
 
 @torch.no_grad()
@@ -108,29 +67,6 @@ def trunk_output(model: TunedModel, input_ids: torch.Tensor, attention_mask: tor
     finally:
         handle.remove()
     return captured[0]
-
-
-@contextmanager
-def replaying(model: TunedModel, states: torch.Tensor | None) -> Iterator[None]:
-    """Inside: the frozen blocks pass their input through, and the last one returns `states` instead."""
-    if states is None:
-        yield
-        return
-    frozen = list(transformer_blocks(model.lm)[:frozen_depth(model)])
-
-    def skip(hidden_states, *args, **kwargs):
-        return hidden_states
-
-    def give(hidden_states, *args, **kwargs):
-        return states.to(hidden_states.dtype)
-
-    for block in frozen:
-        block.forward = give if block is frozen[-1] else skip  # an instance attribute shadows the method
-    try:
-        yield
-    finally:
-        for block in frozen:
-            del block.forward
 
 
 @dataclass
