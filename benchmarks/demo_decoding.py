@@ -32,6 +32,7 @@ def main() -> None:
     cfg = load_config("demo")
     with TemporaryDirectory() as tmp:
         bench, _ = prepare(cfg, Path(tmp), show_progress=False)
+    cfg = bench.cfg  # the task settings derived from the data
     rt, tok = bench.runtime, bench.tokenizer
     model = ZERO_SHOT.build(bench.base_lm, cfg, tok)
     old = dataclasses.replace(cfg.eval, cut="eos", batch_size=args.old_batch)

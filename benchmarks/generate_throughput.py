@@ -71,7 +71,7 @@ def main() -> None:
     lm.to(args.device)
     tuned = ZERO_SHOT.build(lm, cfg, tokenizer)
     prompts = [encode_prompt(tokenizer, ex.article, cfg.data.separator, cfg.data.max_article_tokens) for ex in test]
-    settings = EvalConfig(max_new_tokens=args.max_new_tokens)
+    settings = EvalConfig(max_new_tokens=args.max_new_tokens, cut="eos")
 
     ours, t_ours = timed(lambda: generate_summaries(tuned, tokenizer, prompts, args.batch_size, settings,
                                                     args.device).tokens)

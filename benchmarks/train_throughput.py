@@ -27,6 +27,7 @@ import torch
 from tunebench.config import load_config
 from tunebench.data import load_examples, select_splits
 from tunebench.data.format import encode_example
+from tunebench.data.task import resolve_task
 from tunebench.layers import transformer_blocks
 from tunebench.methods import METHODS
 from tunebench.models import load_model
@@ -144,10 +145,11 @@ def main() -> None:
     base.to(runtime.device)
     args.tokenizer = tokenizer
     n = args.steps * args.batch_size  # one epoch of exactly these examples for both
-    d = cfg.data
-    data_cfg = copy.deepcopy(d)
+    data_cfg = copy.deepcopy(cfg.data)
     data_cfg.max_train, data_cfg.n_test, data_cfg.n_val = n, 1, 1
-    pairs = select_splits(load_examples(data_cfg), data_cfg).train
+    splits = select_splits(load_examples(data_cfg), data_cfg)
+    cfg, _ = resolve_task(cfg, splits, tokenizer)  # the demo's summary length is derived from the data (auto)
+    d, pairs = cfg.data, splits.train
     examples = [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                                d.max_summary_tokens) for ex in pairs]
     peak = matmul_peak_flops(torch.bfloat16 if runtime.precision == "bf16" else torch.float32, runtime.device)
