@@ -67,8 +67,8 @@ def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path):
     split = loaded.splits["all"]
     assert [ex.id for ex in split.examples] == ["1"]
     assert split.rows_read == 7
-    assert split.skipped == {"empty article": 1, "empty summary": 1, "article too short": 1, "duplicate": 2,
-                             "undecodable bytes": 1}
+    assert split.skipped == {"empty article": 1, "empty summary": 1, "article too short": 1, "duplicate": 1,
+                             "duplicate id (column 'id')": 1, "undecodable bytes": 1}
 
 
 def test_jsonl_json_parquet_with_column_mapping(tmp_path):
