@@ -57,24 +57,17 @@ def test_real_model_and_data_end_to_end(real_run):
 
 
 def test_no_prediction_contains_its_prompt(real_run):
-    """Only new tokens are decoded (the original code returned the prompt with them). A model may copy its
-    article's lead sentence (as Lead-1 does), so the check is on what an echo would hold: the separator, the chat
-    template's markers or instruction, and the end of the prompt's article text (it is cut to max_article_tokens,
-    far past any lead sentence)."""
-    from tunebench.models import load_tokenizer
-
+    """Only new tokens are decoded (the original code returned the prompt with them). A model may quote its
+    article (Lead-1 does nothing else), so the check is on what an echo of the prompt must hold: the methods'
+    prompt ends with the separator, the chat prompt holds the instruction before the article and the template's
+    markers after it."""
     data = json.loads((real_run / "results.json").read_text())
-    tokenizer = load_tokenizer("embedded:smollm2-135m")
-    articles = {ex.id: ex.article for ex in load_examples(DataConfig()).splits["all"].examples}
-    limit, instruction = data["config"]["data"]["max_article_tokens"], data["config"]["eval"]["chat_instruction"]
+    instruction = data["config"]["eval"]["chat_instruction"]
     for method in ("zero-shot", "zero-shot-chat", "prompt-tuning", "lora", "last-block"):
         for line in (real_run / method / "predictions.jsonl").read_text().splitlines():
             row = json.loads(line)
-            assert "TL;DR" not in row["prediction"] and "<|im_" not in row["prediction"]
-            assert instruction not in row["prediction"]
-            prompt_text = tokenizer.decode(tokenizer(articles[row["id"]])["input_ids"][:limit],
-                                           skip_special_tokens=True)
-            assert prompt_text.strip()[-40:] not in row["prediction"], (method, row["id"])
+            assert "TL;DR" not in row["prediction"] and "<|im_" not in row["prediction"], (method, row["id"])
+            assert instruction not in row["prediction"] and "assistant\n" not in row["prediction"], (method, row["id"])
 
 
 @pytest.mark.parametrize("method", ["prompt-tuning", "lora"])
