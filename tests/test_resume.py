@@ -242,6 +242,15 @@ def test_resume_runs_again_a_finished_method_whose_folder_is_gone(tmp_path):
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     lora = next(r for r in data["records"] if r["name"] == "lora")
     assert lora["status"] == "SUCCESS" and (tmp_path / "r" / "lora" / "weights.safetensors").is_file()
+    # the weights trained again are the ones scored: reloaded as `summarize` loads them, they write its predictions
+    from tunebench.data import load_examples, select_splits
+    from tunebench.trained import load_trained, summarize_articles
+
+    cfg, tuned, tokenizer = load_trained(tmp_path / "r", "lora")
+    test = select_splits(load_examples(cfg.data), cfg.data).test
+    predictions = [json.loads(line)["prediction"]
+                   for line in (tmp_path / "r" / "lora" / "predictions.jsonl").read_text().splitlines()]
+    assert summarize_articles(cfg, tuned, tokenizer, [ex.article for ex in test]).texts == predictions
 
 
 def test_ctrl_c_names_the_run_to_resume(tmp_path, monkeypatch, capsys):
