@@ -193,16 +193,16 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         seeds = seeds or [cfg.train.seed]
         claim(run_dir, True, held)  # made here, exclusively: a folder that exists by now is refused
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
-        reserve = [ex.id for ex in bench.splits.reserve]
+        looks = look_plan(bench)
+        planned = looks["sizes"][-1] - looks["sizes"][0]  # the later looks' articles, in the order they are taken
         atomic_write_json(run_dir / "splits.json", {"seed": cfg.data.seed, **bench.splits.ids(),
-                                                    "test_reserve": reserve[:max(cfg.eval.max_test or 0,
-                                                                                 5 * cfg.data.n_test)]})
+                                                    "test_reserve": [ex.id for ex in bench.splits.reserve[:planned]]})
         data_facts["sha256"] = data_hashes(bench)
         results = ResultsFile(run_dir / "results.json", {"config": to_dict(cfg), "seeds": seeds, "data": data_facts,
                                                          "environment": environment(
                                                              {**bench.runtime.as_dict(),
                                                               "processes": distributed.world_size()}),
-                                                         "prepare_s": prepare_s, "looks": look_plan(bench)})
+                                                         "prepare_s": prepare_s, "looks": looks})
         results.save()
     jobs = baseline_jobs(bench)
     for method in cfg.methods:

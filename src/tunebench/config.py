@@ -372,7 +372,7 @@ FRACTIONS = ("data.fraction", "search.budget_fraction")
 """Shares in (0, 1]."""
 
 
-def _get(cfg: Config, dotted: str) -> Any:
+def get_setting(cfg: Config, dotted: str) -> Any:
     section, name = dotted.split(".")
     return getattr(getattr(cfg, section), name)
 
@@ -380,15 +380,15 @@ def _get(cfg: Config, dotted: str) -> Any:
 def check_ranges(cfg: Config) -> None:
     """Every numeric setting in its documented range (the `Range:` of its docstring)."""
     for key in COUNTS:
-        value = _get(cfg, key)
+        value = get_setting(cfg, key)
         if value != "auto":  # resolved from the data before the run (data/task.py)
             require_at_least(key, value, 1)
     for key in NON_NEGATIVE:
-        require_at_least(key, _get(cfg, key), 0)
+        require_at_least(key, get_setting(cfg, key), 0)
     for key in POSITIVE:
-        require_positive(key, _get(cfg, key))
+        require_positive(key, get_setting(cfg, key))
     for key in FRACTIONS:
-        value = _get(cfg, key)
+        value = get_setting(cfg, key)
         if not 0 < value <= 1:  # NaN fails too
             raise TunebenchError(f"config key '{key}' must be in (0, 1], got {value}")
     if not (math.isfinite(cfg.train.weight_decay) and cfg.train.weight_decay >= 0):

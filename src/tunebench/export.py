@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tunebench.cache import follow_umask, umask
+from tunebench.cache import follow_umask
 from tunebench.config import load_config
 from tunebench.errors import TunebenchError
 from tunebench.generate import generation_config
@@ -54,12 +54,11 @@ def export_model(target: str, out: Path) -> Path:
     except OSError as exc:
         raise TunebenchError(f"cannot create {out}: {exc.strerror}; give a new folder in a writable place") from None
     try:
-        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700: the folder gets the mode any new folder gets
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(results, record, cfg, base_model_path(cfg.model.name)),
                                        encoding="utf-8")
-        follow_umask(tmp)  # save_pretrained's safetensors are 0600
+        follow_umask(tmp)  # mkdtemp makes the folder 0700, save_pretrained's safetensors are 0600
         if out.exists():
             out.rmdir()
         tmp.rename(out)

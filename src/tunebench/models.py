@@ -24,7 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from tunebench.cache import cache_dir, follow_umask, umask
+from tunebench.cache import cache_dir, follow_umask
 from tunebench.errors import TunebenchError
 
 EMBEDDED = {
@@ -222,10 +222,9 @@ def _save_atomically(target: Path, model, tokenizer) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
-        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700: the folder gets the mode any new folder gets
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        follow_umask(tmp)  # save_pretrained's safetensors are 0600
+        follow_umask(tmp)  # mkdtemp makes the folder 0700, save_pretrained's safetensors are 0600
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

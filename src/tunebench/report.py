@@ -152,7 +152,8 @@ def _diff(test: dict | None) -> str:
 
 
 def _last_test(data: dict, a: str, b: str) -> dict | None:
-    """The decisive paired test of a - b at its last look (verdict hypotheses), or None."""
+    """The paired test of a - b that decided it (where the verdict's corrected test crossed its boundary), else the
+    unadjusted comparison on the deciding metric, or None."""
     for h in data["verdict"].get("hypotheses", []):
         for t in h["tests"]:
             if {t["a"], t["b"]} == {a, b} and t.get("crossed"):

@@ -91,13 +91,9 @@ def first_crossing(tests: list[dict], sizes: tuple[int, ...], level: float) -> d
     return None
 
 
-def hypotheses(data: dict, key: str) -> tuple[list[dict], dict[tuple[str, str], list[dict]]]:
+def hypotheses(methods: list[str], baselines: list[str], scores: dict[str, dict[str, float]],
+               looks: list[list[str]]) -> tuple[list[dict], dict[tuple[str, str], list[dict]]]:
     """The family that decides the verdict, and each paired test's looks (by (a, b))."""
-    recs = primary_records(data)
-    methods = [r["name"] for r in recs if r["kind"] == "method" and r.get("train")]
-    baselines = [r["name"] for r in recs if r["kind"] == "baseline"]
-    scores = {r["name"]: values(r, key) for r in recs}
-    _, looks = look_plan(data)
     tests = {}
     family = []
     for m in methods:
@@ -143,12 +139,13 @@ def _winner(h: dict) -> str | None:
 def decide(data: dict) -> dict:
     """The hypotheses tested, who is out and why, the contenders, and what is still open."""
     key = data["config"]["eval"].get("decide_on") or DECIDE_ON
-    family, tests = hypotheses(data, key)
-    sizes, looks = look_plan(data)
-    holm(family, tests, sizes)
     recs = primary_records(data)
     methods = [r["name"] for r in recs if r["kind"] == "method" and r.get("train")]
     baselines = [r["name"] for r in recs if r["kind"] == "baseline"]
+    scores = {r["name"]: values(r, key) for r in recs}
+    sizes, looks = look_plan(data)
+    family, tests = hypotheses(methods, baselines, scores, looks)
+    holm(family, tests, sizes)
     out: dict[str, str] = {}
     qualified = {m: not any(h["kind"] == "above baselines" and h["method"] == m for h in family) for m in methods}
     for h in family:
@@ -161,7 +158,6 @@ def decide(data: dict) -> dict:
                 if c is not None and c["mean"] < 0:
                     out.setdefault(m, f"below {b}")
     contenders = [m for m in methods if m not in out]
-    scores = {r["name"]: values(r, key) for r in recs}
     mean = {m: float(np.mean(list(scores[m].values()))) for m in contenders}
     leader = max(contenders, key=lambda m: mean[m]) if contenders else None
     open_pairs = []
@@ -173,7 +169,7 @@ def decide(data: dict) -> dict:
         elif h["kind"] == "above baselines" and h["method"] == leader:
             open_pairs += [s for s, c in zip(h["subs"], h["crossings"], strict=True) if c is None]
     return {"decide_on": key, "family": family, "tests": tests, "sizes": sizes, "looks": looks, "methods": methods,
-            "baselines": baselines, "out": out, "qualified": qualified, "contenders": contenders,
+            "baselines": baselines, "scores": scores, "out": out, "qualified": qualified, "contenders": contenders,
             "leader": leader, "open": open_pairs}
 
 
@@ -305,7 +301,7 @@ def _public(h: dict) -> dict:
     return out
 
 
-def verdict(data: dict, tests: list[dict] | None = None) -> dict:
+def verdict(data: dict) -> dict:
     """The decision: `action` pick / none / undecided, the pick (or what to take if one must pick now), the
     contenders and why the others are out, the open questions and what deciding them would cost, the Pareto front
     of the contenders on training CPU seconds, peak memory and trained parameters, and the boundary used."""
@@ -324,8 +320,7 @@ def verdict(data: dict, tests: list[dict] | None = None) -> dict:
         action, pick = "none", None
     else:
         action, pick = "undecided", cheapest
-    base_means = {b: float(np.mean(list(values(records[b], state["decide_on"]).values()) or [math.nan]))
-                  for b in state["baselines"]}
+    base_means = {b: float(np.mean(list(state["scores"][b].values()) or [math.nan])) for b in state["baselines"]}
     best_baseline = max(base_means, key=base_means.get) if base_means else None
     sizes, looks = state["sizes"], state["looks"]
     n_articles = max((len(r["eval"]["per_article"]) for r in records.values()), default=0)

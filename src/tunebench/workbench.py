@@ -63,9 +63,7 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     d = cfg.data
     check_context(cfg, base_lm, tokenizer)
     base_lm.to(runtime.device)
-    encoded = {name: [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
-                                     d.max_summary_tokens) for ex in getattr(splits, name)]
-               for name in ("train", "val", "test")}
+    encoded = {name: encode(cfg, tokenizer, getattr(splits, name)) for name in ("train", "val", "test")}
     truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json", "derived": derived}
@@ -88,9 +86,10 @@ def check_context(cfg: Config, lm, tokenizer) -> None:
                              f"{limit}; lower data.max_article_tokens")
 
 
-def encode_test(bench: Workbench, examples: list[Example]) -> list[Encoded]:
-    d = bench.cfg.data
-    return [encode_example(bench.tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
+def encode(cfg: Config, tokenizer, examples: list[Example]) -> list[Encoded]:
+    """Pairs as the methods see them: the article cut to data.max_article_tokens, the separator, the summary."""
+    d = cfg.data
+    return [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                            d.max_summary_tokens) for ex in examples]
 
 
@@ -132,7 +131,7 @@ def generate_and_score(bench: Workbench, tuned: TunedModel, name: str, examples:
     """Summaries of `examples` (with the methods' prompt, or `prompts`), scored per article; the test loss per
     article too when eval.test_loss and the methods' prompt is used. Returns (per-article rows, generated)."""
     cfg, rt = bench.cfg, bench.runtime
-    encoded = bench.encoded["test"] if examples is bench.splits.test else encode_test(bench, examples)
+    encoded = bench.encoded["test"] if examples is bench.splits.test else encode(cfg, bench.tokenizer, examples)
     own_prompts = prompts is not None
     prompts = prompts if own_prompts else [ex.prompt_ids for ex in encoded]
     bar = tqdm(total=len(prompts), desc=f"{name}: generate", unit="summary", disable=not bench.show_progress,

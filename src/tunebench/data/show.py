@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tunebench.config import Config
+from tunebench.config import Config, get_setting
 from tunebench.data.sources import load_examples
 from tunebench.data.split import select_splits
-from tunebench.data.task import CUT_SHARE, TASK_KEYS, derive, get_setting, is_auto, reference_facts, resolve_task
+from tunebench.data.task import CUT_SHARE, TASK_KEYS, derive, is_auto, reference_facts, resolve_task
 from tunebench.models import load_tokenizer
 
 CNN_MARK = "(CNN)"
@@ -98,7 +98,8 @@ def warnings(cfg: Config, splits, tokenizer) -> list[str]:
     train = splits.train or splits.test
     articles = _lengths(tokenizer, [ex.article for ex in train])
     summaries = _lengths(tokenizer, [ex.summary for ex in train])
-    suggest = {key: value for key, (value, _) in derive(reference_facts(splits, tokenizer)).items()}
+    facts = reference_facts(splits, tokenizer)
+    suggest = {key: value for key, (value, _) in derive(facts).items()}
     if len(summaries) and np.mean(summaries > d.max_summary_tokens) > CUT_SHARE:
         out.append(f"warning: data.max_summary_tokens={d.max_summary_tokens} cuts "
                    f"{100 * np.mean(summaries > d.max_summary_tokens):.0f}% of the training summaries (median "
@@ -115,6 +116,6 @@ def warnings(cfg: Config, splits, tokenizer) -> list[str]:
                    f"data.max_article_tokens={min(p95, 1024)} if the model's context and your time allow")
     if cfg.eval.cut != suggest["eval.cut"] and cfg.eval.cut == "first_line":
         out.append(f"warning: eval.cut=first_line keeps one line of each summary, but the training summaries have "
-                   f"more (median {reference_facts(splits, tokenizer)['lines_median']:.0f} lines): --set "
+                   f"more (median {facts['lines_median']:.0f} lines): --set "
                    f"eval.cut={suggest['eval.cut']} eval.lead_k={suggest['eval.lead_k']}")
     return out

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from tunebench.config import Config
+from tunebench.config import Config, get_setting
 from tunebench.data.split import Splits
 from tunebench.metrics import split_sentences
 
@@ -26,11 +26,6 @@ CUT_SHARE = 0.5
 
 def _round_up(value: float, step: int = 8) -> int:
     return int(step * math.ceil(value / step))
-
-
-def get_setting(cfg: Config, dotted: str):
-    section, name = dotted.split(".")
-    return getattr(getattr(cfg, section), name)
 
 
 def _method_texts(cfg: Config) -> list[str]:
