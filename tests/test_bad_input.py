@@ -410,8 +410,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(made_run, tmp_path, ca
 # --- item 4: concurrent writers, folder names ---
 
 def test_a_run_folder_is_locked_while_written(made_run, tmp_path, capsys):
-    from tunebench.cache import claim_run_dir
     from tunebench.errors import TunebenchError
+    from tunebench.files import claim_run_dir
 
     run = tmp_path / "copy"
     shutil.copytree(made_run, run)
@@ -500,7 +500,7 @@ def test_nan_weights_after_training_make_the_method_failed(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_written_files_get_the_users_umask(tmp_path, mask, mode):
-    from tunebench.cache import atomic_write_json, atomic_write_text
+    from tunebench.files import atomic_write_json, atomic_write_text
 
     old = os.umask(mask)
     try:
@@ -594,7 +594,7 @@ def test_a_full_disk_while_writing_the_report_is_one_line(made_run, tmp_path, mo
     """Issue 24: ENOSPC (and the machine's other limits) are one line and exit 2, not a traceback."""
     import errno
 
-    from tunebench import cache
+    from tunebench import files
 
     copy = tmp_path / "copy"
     shutil.copytree(made_run, copy)
@@ -602,8 +602,8 @@ def test_a_full_disk_while_writing_the_report_is_one_line(made_run, tmp_path, mo
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(cache, "atomic_write_text", full)
-    monkeypatch.setattr("tunebench.report.atomic_write_text", full)
+    monkeypatch.setattr(files, "atomic_write_text", full)
+    monkeypatch.setattr("tunebench.report.markdown.atomic_write_text", full)
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device writing" in err[0] and "free some space" in err[0]

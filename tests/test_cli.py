@@ -11,7 +11,7 @@ from tunebench.cli import main
 from tunebench.config import DataConfig
 from tunebench.data import load_examples
 from tunebench.methods import METHODS
-from tunebench.report import HEADER, advice, table, table_rows
+from tunebench.report.sections import HEADER, advice, table, table_rows
 from tunebench.results import SCHEMA_VERSION
 
 
@@ -123,7 +123,7 @@ def test_damaged_weights_file_is_a_clear_error(smoke_run, tmp_path):
 
 
 def test_console_summary_matches_results(smoke_run):
-    from tunebench.report import console_summary
+    from tunebench.report.markdown import console_summary
 
     data = json.loads((smoke_run / "results.json").read_text())
     text = console_summary(data)

@@ -121,7 +121,7 @@ def wait_for_unlock(run_dir: Path, seconds: float = 60) -> None:
     """Until no process holds the run folder's lock (a killed process's lock is freed when it has exited)."""
     import fcntl
 
-    from tunebench.cache import LOCK_FILE
+    from tunebench.files import LOCK_FILE
 
     deadline = time.time() + seconds
     with open(run_dir / LOCK_FILE, "a") as handle:

@@ -12,7 +12,7 @@ import pytest
 from matplotlib import image
 
 from tunebench.cli import main
-from tunebench.plots import PLOTS, lr_schedule, pairwise, quality_vs_cost, resource_timelines, val_loss
+from tunebench.report.plots import PLOTS, lr_schedule, pairwise, quality_vs_cost, resource_timelines, val_loss
 
 NOT_IN_SMOKE = {"lr_search.png"}  # the smoke run (2 epochs) searches no learning rate
 

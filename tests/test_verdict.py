@@ -4,7 +4,7 @@ it never recommends a method a baseline beats or that does not beat the baseline
 import numpy as np
 import pytest
 
-from tunebench.report import advice, comparisons
+from tunebench.report.sections import advice, comparisons
 from tunebench.verdict import add_statistics, minimum_detectable_difference, pareto_front
 
 N = 60

@@ -19,8 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_text, follow_umask
 from tunebench.errors import TunebenchError
+from tunebench.files import atomic_write_text, follow_umask
 from tunebench.methods.base import load_trainable_state, trainable_state
 
 

@@ -9,9 +9,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tunebench.cache import check_runs_dir
 from tunebench.config import PRESETS, load_config
 from tunebench.errors import TunebenchError, is_folder_name, require_file
+from tunebench.files import check_runs_dir
 from tunebench.methods import METHODS
 
 
@@ -154,7 +154,7 @@ RUNNING: list[Path] = []
 def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> None:
     from tunebench import distributed
     from tunebench.compare import run_compare
-    from tunebench.report import console_summary
+    from tunebench.report.markdown import console_summary
     from tunebench.results import read_results, read_splits
 
     if getattr(args, "resume", None):
@@ -198,7 +198,7 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.data:
         from tunebench.evaluate import evaluate_on
-        from tunebench.report import console_summary
+        from tunebench.report.markdown import console_summary
         from tunebench.results import read_results
 
         if args.n is not None and args.n < 1:
@@ -211,7 +211,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.n is not None or args.out or args.set:
         raise TunebenchError("--n, --out and --set go with --data SOURCE; without it the method is scored again "
                              "on its run's own test articles")
-    from tunebench.cache import claim_run_dir
+    from tunebench.files import claim_run_dir
     from tunebench.results import ResultsFile, read_splits
     from tunebench.trained import split_target
 
@@ -223,7 +223,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name: str) -> None:
-    from tunebench.publish import write_outputs
+    from tunebench.report import write_outputs
     from tunebench.results import ResultsFile, read_splits
     from tunebench.trained import load_trained
     from tunebench.workbench import evaluate_tuned, prepare
@@ -313,7 +313,7 @@ def cmd_summarize(args: argparse.Namespace) -> None:
         text = "".join(json.dumps({"id": i, "summary": s}, ensure_ascii=False) + "\n"
                        for i, s in zip(ids, out.texts, strict=True))
     if args.out:
-        from tunebench.cache import atomic_write_text
+        from tunebench.files import atomic_write_text
 
         atomic_write_text(Path(args.out), text)
         print(f"tunebench: wrote {len(articles)} summaries to {args.out}", file=sys.stderr)
@@ -349,8 +349,8 @@ def cmd_data_show(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from tunebench.cache import atomic_write_json
-    from tunebench.publish import write_outputs
+    from tunebench.files import atomic_write_json
+    from tunebench.report import write_outputs
     from tunebench.results import merge_results, read_results
 
     runs = [Path(r) for r in args.runs]

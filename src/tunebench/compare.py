@@ -14,17 +14,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir, follow_umask
 from tunebench.checkpoint import check_training_state, has_training_state
 from tunebench.config import Config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.export import adapter_card
+from tunebench.files import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir, follow_umask
 from tunebench.looks import look_plan, sequential_evaluation
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import lead_k
 from tunebench.models import base_model_path, count_parameters
-from tunebench.publish import write_outputs
+from tunebench.report import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything

@@ -19,7 +19,7 @@ empty share runs one example with weight 0). Training runs on a sharded copy; th
 whole into the model that is evaluated (whose work differs per rank) and exported.
 
 One writer: rank 0 writes every file (results, checkpoints, weights, reports, plots, predictions); the file
-helpers in cache.py and the checkpoint code ask `is_writer()`. Other ranks read what it wrote after a barrier.
+helpers in files.py and the checkpoint code ask `is_writer()`. Other ranks read what it wrote after a barrier.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from datetime import timedelta
 
 import torch
 
-from tunebench import cache
 from tunebench.errors import TunebenchError
+from tunebench.files import is_writer  # noqa: F401  (defined once, torch-free, in files.py)
 
 
 def world_size() -> int:
@@ -43,11 +43,6 @@ def world_size() -> int:
 
 def rank() -> int:
     return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-
-
-def is_writer() -> bool:
-    """Whether this process writes files and prints progress: rank 0, or the only process."""
-    return cache.is_writer()
 
 
 def local_rank() -> int:

@@ -7,11 +7,11 @@ import re
 import time
 from pathlib import Path
 
-from tunebench.cache import atomic_write_json, atomic_write_text, claim_run_dir
 from tunebench.compare import baseline_jobs, run_jobs
 from tunebench.config import load_config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
-from tunebench.publish import write_outputs
+from tunebench.files import atomic_write_json, atomic_write_text, claim_run_dir
+from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
 from tunebench.trained import attach, split_target
 from tunebench.workbench import evaluate_tuned, prepare

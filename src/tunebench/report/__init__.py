@@ -1,24 +1,31 @@
-"""Everything a run shows, rebuilt from its results alone: report.md, plots/, report.html, tb/."""
+"""Everything a run shows, rebuilt from its results alone: report.md, plots/, report.html, tb/.
+
+sections.py describes the document once; markdown.py and html.py render it; plots.py draws the figures;
+published.py holds published figures shown beside measured ones. Imports stay inside write_outputs so that
+importing one part (e.g. the sections) does not load matplotlib or TensorBoard.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tunebench.cache import is_writer
-from tunebench.html_report import write_html
-from tunebench.plots import draw_all
-from tunebench.report import write_report
-from tunebench.tb import write_tensorboard
+from tunebench.files import is_writer
 
 
 def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
     """The markdown report always; plots, the self-contained HTML and TensorBoard events when `figures`.
     Only the writer process (rank 0 under torchrun) writes."""
+    from tunebench.report.markdown import write_report
+
     if not is_writer():
         return
     if not figures:
         write_report(data, run_dir / "report.md")
         return
+    from tunebench.report.html import write_html
+    from tunebench.report.plots import draw_all
+    from tunebench.tb import write_tensorboard
+
     plots = draw_all(data, run_dir / "plots")
     write_report(data, run_dir / "report.md", [p.name for p in plots])
     write_html(data, plots, run_dir / "report.html")
