@@ -11,7 +11,7 @@ from tunebench.cli import main
 from tunebench.config import DataConfig
 from tunebench.data import load_examples
 from tunebench.methods import METHODS
-from tunebench.report.sections import HEADER, advice, table, table_rows
+from tunebench.report.sections import advice, header, table, table_rows
 from tunebench.results import SCHEMA_VERSION
 
 
@@ -28,7 +28,7 @@ def test_compare_writes_the_run_folder(smoke_run):
 
 def test_results_schema_and_identical_test_articles(smoke_run):
     data = json.loads((smoke_run / "results.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION == 4
+    assert data["schema_version"] == SCHEMA_VERSION == 5
     assert [r["name"] for r in data["records"]] == ["lead-1", "zero-shot", *METHODS]
     assert all(r["status"] == "SUCCESS" for r in data["records"])
     test_ids = json.loads((smoke_run / "splits.json").read_text())["test"]
@@ -47,12 +47,15 @@ def test_report_table_is_drawn_from_results(smoke_run):
     assert "| " + " | ".join(table(data).header) + " |" in report  # HEADER without columns no record fills
     for row, shown, rec in zip(table_rows(data), table(data).rows, data["records"], strict=True):
         assert "| " + " | ".join(shown) + " |" in report
-        rouge2 = rec["eval"]["rouge"]["rouge2"]
-        assert row[HEADER.index("R-2")].startswith(f"{rouge2['mean']:.1f} [")
+        columns = header(data)
+        rouge2 = rec["eval"]["scores"]["rouge2"]
+        assert row[columns.index("R-2")].startswith(f"{rouge2['mean']:.1f} [")
+        if "test_loss" in rec["eval"]["scores"]:
+            assert row[columns.index("test loss")].startswith(f"{rec['eval']['scores']['test_loss']['mean']:.3f} [")
         if rec.get("params"):
-            assert row[HEADER.index("trainable params")] == f"{rec['params']['trainable']:,}"
+            assert row[columns.index("trainable params")] == f"{rec['params']['trainable']:,}"
         if rec.get("train"):
-            assert row[HEADER.index("train s")] == f"{rec['train']['train_time_s']:.0f}"
+            assert row[columns.index("train s")] == f"{rec['train']['train_time_s']:.0f}"
     # every pair of records is compared in words, on the same articles
     names = [r["name"] for r in data["records"]]
     for i, first in enumerate(names):
@@ -129,7 +132,7 @@ def test_console_summary_matches_results(smoke_run):
     text = console_summary(data)
     for rec in data["records"]:
         row = next(line for line in text.splitlines() if line.startswith(rec["name"] + " "))
-        assert f"{rec['eval']['rouge']['rouge2']['mean']:6.1f}" in row
+        assert f"{rec['eval']['scores']['rouge2']['mean']:.1f}" in row.split()
     assert advice(data)[0] in text and advice(data)[0].startswith(("Pick ", "Cannot tell yet"))
 
 

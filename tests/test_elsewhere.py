@@ -74,7 +74,7 @@ def test_evaluate_on_other_data_writes_a_new_folder_and_leaves_the_run_alone(smo
     lora = next(r for r in data["records"] if r["name"] == "lora")
     assert lora["eval"]["n_articles"] == 5 and "train" not in lora
     assert not (out / "plots" / "loss_curves.png").exists()  # nothing was trained for this folder
-    assert (out / "plots" / "rouge.png").exists()
+    assert (out / "plots" / "scores.png").exists()
     report = (out / "report.md").read_text()
     assert f"trained in `{smoke_run}` on `xsum-sample`" in report and f"scored here on `{other}`" in report
     assert "Scored on other data" in (out / "report.html").read_text()

@@ -29,7 +29,7 @@ def real_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     args = ["compare", "--preset", "demo", "--runs-dir", str(runs), "--name", "real", "--quiet", "--set",
             "data.max_train=8", "data.n_val=2", "data.n_test=4", "data.max_article_tokens=128", "train.batch_size=4",
-            "eval.max_new_tokens=16", "eval.batch_size=4", "eval.test_loss=true"]
+            "eval.max_new_tokens=16", "eval.batch_size=4", "eval.metrics=[rouge,test_loss]"]
     assert main(args) == 0
     return runs / "real"
 
@@ -50,10 +50,10 @@ def test_real_model_and_data_end_to_end(real_run):
         assert records[name]["train"]["steps"] == 2
     assert records["last-block"]["params"]["head_params_added"] == 49152 * 576
     for rec in records.values():
-        rouge = rec["eval"]["rouge"]
-        assert all(0 <= rouge[k]["mean"] <= 100 for k in rouge)
-    assert records["lead-1"]["eval"]["rouge"]["rouge1"]["mean"] > 5  # real text overlaps its reference
-    assert records["lora"]["eval"]["test_loss"] < 10
+        rouge = {k: v for k, v in rec["eval"]["scores"].items() if data["metrics"][k]["metric"] == "rouge"}
+        assert len(rouge) == 4 and all(0 <= v["mean"] <= 100 for v in rouge.values())
+    assert records["lead-1"]["eval"]["scores"]["rouge1"]["mean"] > 5  # real text overlaps its reference
+    assert records["lora"]["eval"]["scores"]["test_loss"]["token_weighted"] < 10
 
 
 def test_no_prediction_contains_its_prompt(real_run):

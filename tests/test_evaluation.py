@@ -11,7 +11,9 @@ from tunebench.config import EvalConfig, load_config
 from tunebench.data.format import encode_prompt
 from tunebench.generate import cut_text, generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
-from tunebench.metrics import bootstrap_ci, lead_k, rouge_per_article
+from tunebench.metrics.rouge import score_texts as rouge_per_article
+from tunebench.stats import bootstrap_ci
+from tunebench.text import lead_k
 
 
 def test_bootstrap_interval_covers_the_true_mean_at_about_95_percent():
@@ -96,7 +98,7 @@ def test_repeats_over_seeds(tmp_path, capsys):
     assert [r["seed"] for r in data["records"][1:]] == [0, 1] and data["seeds"] == [0, 1]
     assert data["records"][1]["train"]["train_loss_per_step"] != data["records"][2]["train"]["train_loss_per_step"]
     report = (tmp_path / "r" / "report.md").read_text()
-    values = [data["records"][i]["eval"]["rouge"]["rouge1"]["mean"] for i in (1, 2)]
+    values = [data["records"][i]["eval"]["scores"]["rouge1"]["mean"] for i in (1, 2)]
     assert f"| lora | 2 (0, 1) | {np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} |" in report
     assert (tmp_path / "r" / "lora@seed1" / "weights.safetensors").is_file()
     assert main(["evaluate", str(tmp_path / "r" / "lora@seed1"), "--quiet"]) == 0

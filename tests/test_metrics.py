@@ -5,7 +5,10 @@ import math
 import pytest
 from rouge_score import rouge_scorer
 
-from tunebench.metrics import aggregate, lead_k, paired_difference, rouge_per_article, split_sentences
+from tunebench import metrics
+from tunebench.metrics.rouge import score_texts as rouge_per_article
+from tunebench.stats import paired_difference
+from tunebench.text import lead_k, split_sentences
 
 ARTICLES = ["The council approved the plan on Monday. Residents objected! Work starts in May.",
             "Prices rose 3% in June.\nAnalysts expected less. The bank may act."]
@@ -40,7 +43,7 @@ def test_lsum_splits_sentences_on_newlines():
 
 def test_aggregate_and_paired_difference():
     scores = [{"rouge1": v, "rouge2": v, "rougeL": v, "rougeLsum": v} for v in (10.0, 20.0, 30.0, 40.0)]
-    agg = aggregate(scores)
+    agg = metrics.summarize(metrics.chosen(["rouge"]), scores)
     assert agg["rouge1"]["mean"] == 25.0 and agg["rouge1"]["ci95"][0] < 25 < agg["rouge1"]["ci95"][1]
     better = paired_difference([11.0, 21.0, 31.0, 41.0], [10.0, 20.0, 30.0, 40.0])
     assert better["mean"] == pytest.approx(1.0) and better["ci95"] == [pytest.approx(1.0)] * 2

@@ -92,7 +92,7 @@ def test_report_rebuilds_from_results_alone_and_merges_runs(run, tmp_path):
     shutil.copy(run / "results.json", copy / "results.json")
     assert main(["report", str(copy)]) == 0
     assert (copy / "report.md").read_text() == before
-    assert (copy / "report.html").is_file() and (copy / "plots" / "rouge.png").is_file()
+    assert (copy / "report.html").is_file() and (copy / "plots" / "scores.png").is_file()
     assert main(["report", str(run), str(copy), "--out", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())
     names = [r["name"] for r in merged["records"]]

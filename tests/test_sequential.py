@@ -55,7 +55,7 @@ def _simulate(delta: float, naive: bool = False, seed: int = 0, runs: int = RUNS
 
 
 def naive_first(diff: np.ndarray) -> bool:
-    from tunebench.metrics import sign_flip_p
+    from tunebench.stats import sign_flip_p
 
     return sign_flip_p(diff) < 0.05
 

@@ -4,11 +4,13 @@ it never recommends a method a baseline beats or that does not beat the baseline
 import numpy as np
 import pytest
 
+from tunebench import metrics
 from tunebench.report.sections import advice, comparisons
 from tunebench.verdict import add_statistics, minimum_detectable_difference, pareto_front
 
 N = 60
 KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+DESCRIBED = metrics.catalogue(metrics.chosen(["rouge"]))
 
 
 def _record(name, scores, kind="method", train_s=100.0, rss=1000.0, params=1000, lr=1e-3, cpu_s=None, ids=None):
@@ -23,8 +25,8 @@ def _record(name, scores, kind="method", train_s=100.0, rss=1000.0, params=1000,
 
 
 def _data(*records, **eval_settings):
-    return add_statistics({"config": {"eval": {"bootstrap_resamples": 1000, **eval_settings}, "data": {"seed": 0}},
-                           "records": list(records)})
+    return add_statistics({"config": {"eval": {"bootstrap_resamples": 1000, "decide_on": "rouge1", **eval_settings},
+                                      "data": {"seed": 0}}, "metrics": DESCRIBED, "records": list(records)})
 
 
 @pytest.fixture
@@ -130,7 +132,7 @@ def test_minimum_detectable_difference_follows_the_spread_and_the_count():
     spread = rng.normal(0, 5, N)
 
     def mde(n, scale):
-        return minimum_detectable_difference(_data(_record("a", np.zeros(n)), _record("b", scale * spread[:n])))
+        return minimum_detectable_difference(_data(_record("a", np.zeros(n)), _record("b", scale * spread[:n])), "rouge2")
 
     # (1.96 + 0.84) x sd / sqrt(n)
     assert mde(N, 1) == pytest.approx(2.8016 * np.std(spread, ddof=1) / np.sqrt(N), rel=1e-3)
@@ -160,7 +162,7 @@ def test_the_cost_side_uses_cpu_seconds(base):
 
 def test_two_articles_never_separate_methods():
     """Both articles favour a, so every bootstrap resample does too: the permutation test still says p = 0.5."""
-    from tunebench.metrics import paired_difference
+    from tunebench.stats import paired_difference
     from tunebench.verdict import significant
 
     test = paired_difference([30.0, 40.0], [10.0, 20.0])
@@ -172,7 +174,7 @@ def test_two_articles_never_separate_methods():
 
 def test_the_normal_approximation_matches_the_exact_permutation_test():
     """Above 16 articles the sign-flip p-value is the normal approximation: close to exact enumeration at 16."""
-    from tunebench.metrics import EXACT_UP_TO, sign_flip_p
+    from tunebench.stats import EXACT_UP_TO, sign_flip_p
 
     rng = np.random.default_rng(4)
     for _ in range(5):
@@ -191,11 +193,18 @@ def test_older_results_files_get_their_tests_recomputed(smoke_run, tmp_path):
     from tunebench.results import SCHEMA_VERSION, read_results
 
     data = json.loads((smoke_run / "results.json").read_text())
-    old = {k: v for k, v in data.items() if k != "looks"}
+    old = json.loads(json.dumps({k: v for k, v in data.items() if k not in ("looks", "metrics", "published")}))
     old["verdict"] = {"best": ["lora"], "tied": False}
+    for rec in old["records"]:  # scores as files before schema 5 held them
+        if rec["status"] == "SUCCESS":
+            scores = rec["eval"].pop("scores")
+            rec["eval"]["rouge"] = {k: v for k, v in scores.items() if k.startswith("rouge")}
     (tmp_path / "results.json").write_text(json.dumps({**old, "schema_version": 3}))
     upgraded = read_results(tmp_path)
-    assert upgraded["schema_version"] == SCHEMA_VERSION == 4
+    assert upgraded["schema_version"] == SCHEMA_VERSION == 5
+    assert upgraded["metrics"] == data["metrics"] and upgraded["published"] == data["published"]
+    assert [r.get("eval", {}).get("scores") for r in upgraded["records"]] == \
+        [r.get("eval", {}).get("scores") for r in data["records"]]
     assert upgraded["comparisons"] == data["comparisons"]
     assert upgraded["verdict"]["action"] in ("pick", "none", "undecided")
     assert upgraded["verdict"]["looks_taken"] == 1

@@ -243,8 +243,9 @@ def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name:
     record.setdefault("phases", {})["generation"] = phase
     results.add(record)
     write_outputs(results.data, run_dir)
-    rouge = evaluation["rouge"]
-    print(f"{name}: " + ", ".join(f"{k} {v['mean']:.2f}" for k, v in rouge.items()))
+    described = results.data.get("metrics") or {}
+    print(f"{name}: " + ", ".join(f"{described.get(k, {}).get('label', k)} {v['mean']:.2f}"
+                                  for k, v in evaluation["scores"].items()))
 
 
 def _articles(args: argparse.Namespace) -> tuple[list[str], list[str], bool]:

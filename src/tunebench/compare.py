@@ -22,12 +22,12 @@ from tunebench.files import atomic_write_json, atomic_write_text, check_runs_dir
 from tunebench.looks import look_plan, sequential_evaluation
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
-from tunebench.metrics import lead_k
 from tunebench.models import base_model_path, count_parameters
 from tunebench.report import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything
+from tunebench.text import lead_k
 from tunebench.train import train
 from tunebench.trained import attach
 from tunebench.workbench import (
@@ -37,6 +37,7 @@ from tunebench.workbench import (
     generate_and_score,
     prepare,
     score,
+    scores_header,
     summarize_scores,
 )
 
@@ -202,7 +203,8 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                                                          "environment": environment(
                                                              {**bench.runtime.as_dict(),
                                                               "processes": distributed.world_size()}),
-                                                         "prepare_s": prepare_s, "looks": looks})
+                                                         "prepare_s": prepare_s, "looks": looks,
+                                                         **scores_header(bench, data_facts["source"])})
         results.save()
     jobs = baseline_jobs(bench)
     for method in cfg.methods:

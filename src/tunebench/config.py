@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from tunebench import metrics
 from tunebench.errors import TunebenchError, require_at_least, require_choice, require_file, require_positive
 from tunebench.methods import DEFAULT_METHODS, METHODS
+from tunebench.metrics import DEFAULT_METRICS
 
 PRESETS = ("demo", "wide", "tuned", "seed", "smoke")
 BASELINES = ("lead", "zero-shot", "zero-shot-chat")
@@ -145,8 +147,10 @@ class EvalConfig:
     lead_k: int | str = "auto"
     """Lead-k baseline: the first k sentences of the article (3 is usual for CNN/DailyMail, 1 for XSum); `auto`:
     the median number of sentences of the training summaries. Range: >= 1, or auto."""
-    test_loss: bool = True
-    """Also compute the loss and perplexity on the reference summaries of the test set (no generation)."""
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    """What each record is scored on, per test article: metrics of tunebench.metrics (`rouge`: ROUGE-1/2/L/Lsum;
+    `test_loss`: the loss on the reference summaries, one forward pass per article, no generation) or a module of
+    your own on the Python path that defines METRIC (docs/metrics.md)."""
     bootstrap_resamples: int = 1000
     """Resamples for the 95% bootstrap intervals and paired tests. Range: >= 1."""
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot", "zero-shot-chat"])
@@ -156,8 +160,8 @@ class EvalConfig:
     """The instruction the `zero-shot-chat` baseline puts before the article; `auto`: "Summarize the following
     article in <n> sentence(s) (about <w> words).", from the median training summary."""
     decide_on: str = "rouge1"
-    """The ROUGE key the verdict is decided on (rouge1, rouge2, rougeL or rougeLsum), chosen before the run; the
-    others are reported beside it."""
+    """The score the verdict is decided on, chosen before the run: a score key of eval.metrics (rouge1, rouge2,
+    rougeL, rougeLsum, test_loss, or one of your metric's); the others are reported beside it."""
     decide: bool = True
     """Sequential evaluation: while the verdict is open (methods tied, or the best not yet separated from a
     baseline), score only the records involved on the next `eval.decide_step` unseen test articles, up to
@@ -276,6 +280,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def _apply_dict(obj: Any, data: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
+    if prefix == "eval." and "test_loss" in data:  # before eval.metrics (runs of tunebench <= 0.1 wrote it)
+        data = _legacy_test_loss(obj, data)
     for raw_key, value in data.items():
         key = method_key(str(raw_key))
         where = f"{prefix}{raw_key}"
@@ -289,6 +295,17 @@ def _apply_dict(obj: Any, data: dict, prefix: str) -> Any:
         else:
             setattr(obj, key, _coerce(value, hints[key], where))
     return obj
+
+
+def _legacy_test_loss(ev: Any, data: dict) -> dict:
+    """`eval.test_loss: true|false`, the setting eval.metrics replaced, read as adding or removing test_loss."""
+    data = dict(data)
+    on = data.pop("test_loss")
+    if not isinstance(on, bool):
+        raise TunebenchError("eval.test_loss was replaced by eval.metrics: list test_loss there (or leave it out)")
+    names = [m for m in data.get("metrics", ev.metrics) if m != "test_loss"]
+    data["metrics"] = names + (["test_loss"] if on else [])
+    return data
 
 
 def apply_override(cfg: Config, assignment: str) -> None:
@@ -424,7 +441,8 @@ def validate(cfg: Config) -> None:
                              f"--set train.{amount}=1000")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line", "auto"))
-    require_choice("eval.decide_on", cfg.eval.decide_on, ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    scores = [s.key for m in metrics.chosen(cfg.eval.metrics) for s in m.scores]
+    require_choice("eval.decide_on", cfg.eval.decide_on, tuple(scores))
     if cfg.eval.max_test is not None and cfg.eval.max_test < cfg.data.n_test:
         raise TunebenchError(f"eval.max_test ({cfg.eval.max_test}) is below data.n_test ({cfg.data.n_test}), the "
                              "articles of the first look; raise it or lower data.n_test")

@@ -61,12 +61,12 @@ def _decode_rates(bench, tuned, prompts: list[list[int]]) -> tuple[float, float]
 
 
 def _generation_range(bench, rates: tuple[float, float], n_prompts: int, tokens: tuple[float, float],
-                      test_loss: bool) -> tuple[float, float]:
+                      reads_loss: bool) -> tuple[float, float]:
     """(low, high) seconds for one record's generation over `n_prompts`: batches x (reading the prompts + tokens x
-    per token), plus one more read of the prompts for the test loss."""
+    per token), plus one more read of the prompts where a metric needs the loss on the references."""
     read, per_token = rates
     batches = math.ceil(n_prompts / bench.cfg.eval.batch_size) if n_prompts else 0
-    extra = read * batches if test_loss else 0.0
+    extra = read * batches if reads_loss else 0.0
     return tuple(batches * (read + t * per_token) + extra for t in tokens)
 
 
@@ -126,15 +126,16 @@ def estimate_run(cfg: Config) -> str:
            f"{min(cfg.eval.batch_size, len(test))}, generation ranges from {tokens[0]:.0f} new tokens per summary "
            f"(the references' 95th percentile) to {tokens[1]:.0f} (eval.max_new_tokens)"]
     low = high = prepare_s
+    loss = any(m.needs_loss for m in bench.metrics)
     for name in cfg.eval.baselines:
         if name == "zero-shot" or (name == "zero-shot-chat" and getattr(bench.tokenizer, "chat_template", None)):
-            lo, hi = _generation_range(bench, rates, len(test), tokens, cfg.eval.test_loss and name == "zero-shot")
+            lo, hi = _generation_range(bench, rates, len(test), tokens, loss and name == "zero-shot")
             low, high = low + lo, high + hi
             out.append(f"  {name}: generation {lo:.0f}-{hi:.0f} s")
     for name in cfg.methods:
         _say(f"{name}: two training steps")
         t = _method_s(bench, METHODS[name])
-        lo, hi = _generation_range(bench, rates, len(test), tokens, cfg.eval.test_loss)
+        lo, hi = _generation_range(bench, rates, len(test), tokens, loss)
         fixed = t["train"] + t["validation"]
         low, high = low + fixed + lo, high + fixed + hi
         out.append(f"  {name}: training {t['train']:.0f} s ({t['steps']} steps x {t['step']:.1f} s), validation "

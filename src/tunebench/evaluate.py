@@ -14,7 +14,7 @@ from tunebench.files import atomic_write_json, atomic_write_text, claim_run_dir
 from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
 from tunebench.trained import attach, split_target
-from tunebench.workbench import evaluate_tuned, prepare
+from tunebench.workbench import evaluate_tuned, prepare, scores_header
 
 RESET_DATA = ["data.text_column=null", "data.summary_column=null", "data.id_column=null", "data.fraction=1.0",
               "data.strip_bylines=null"]
@@ -55,7 +55,8 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
               "excluded_trained_or_validated": len(seen)}
     results = ResultsFile(out / "results.json", {
         "config": to_dict(cfg), "seeds": [trained.get("seed")], "data": facts, "evaluation": origin,
-        "environment": environment(bench.runtime.as_dict()), "prepare_s": time.perf_counter() - tick})
+        "environment": environment(bench.runtime.as_dict()), "prepare_s": time.perf_counter() - tick,
+        **scores_header(bench, facts["source"])})
     results.save()
 
     def score_trained() -> Record:  # after the baselines: it changes the shared base model in place

@@ -2,7 +2,7 @@
 
 The folder holds what `AutoModelForCausalLM.from_pretrained(OUT)` and `AutoTokenizer.from_pretrained(OUT)` need
 (config, safetensors weights, tokenizer), a generation_config.json with the run's decoding, and a model card
-(README.md) with the base model, the method and its settings, the data and the run's ROUGE with intervals.
+(README.md) with the base model, the method and its settings, the data and the run's scores with intervals.
 Adapters are merged into the weights by PEFT; methods that put learned positions in front of the prompt cannot be
 merged and are pointed to their PEFT adapter instead.
 """
@@ -67,11 +67,15 @@ def export_model(target: str, out: Path) -> Path:
     return out
 
 
-def _rouge_line(record: dict) -> str:
-    rouge = (record.get("eval") or {}).get("rouge") or {}
-    names = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
-    return ", ".join(f"{names.get(key, key)} {v['mean']:.2f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
-                     for key, v in rouge.items()) or "not evaluated"
+def _scores_line(results: dict, record: dict) -> str:
+    """A record's scores in words, as the run's metrics describe them: title, mean [95% interval]."""
+    scores = (record.get("eval") or {}).get("scores") or {}
+    described = results.get("metrics") or {}
+
+    def num(key: str, x: float) -> str:
+        return f"{x:.{described.get(key, {}).get('digits', 1) + 1}f}"
+    return ", ".join(f"{described.get(key, {}).get('title', key)} {num(key, v['mean'])} [{num(key, v['ci95'][0])}, "
+                     f"{num(key, v['ci95'][1])}]" for key, v in scores.items()) or "not evaluated"
 
 
 def model_card(results: dict, record: dict, cfg, base_path: str) -> str:
@@ -98,9 +102,9 @@ def model_card(results: dict, record: dict, cfg, base_path: str) -> str:
         f"{facts['split_seed']}); learning rate {train.get('lr', 0):g}, {train.get('steps', 0)} optimizer steps, "
         f"train seed {record.get('seed')}; {env.get('device')}, {env.get('precision')}.",
         f"- **Scored on**: {sizes['test']} held-out test articles of the same source, {decoding}, at most "
-        f"{ev.max_new_tokens} new tokens, cut at `{ev.cut}`: {_rouge_line(record)} (ROUGE F1 x 100, mean "
-        "[95% bootstrap interval]).",
-        *[f"- Baseline `{b['name']}` on the same articles: {_rouge_line(b)}." for b in baselines],
+        f"{ev.max_new_tokens} new tokens, cut at `{ev.cut}`: {_scores_line(results, record)} (mean [95% bootstrap "
+        "interval]).",
+        *[f"- Baseline `{b['name']}` on the same articles: {_scores_line(results, b)}." for b in baselines],
         "", "## Use", "",
         "The prompt is the article followed by the separator the method was trained with; the summary is what "
         f"the model writes after it, up to EOS, cut at `{ev.cut}`. The article's tokens (with the tokenizer's "

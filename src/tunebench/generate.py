@@ -14,7 +14,7 @@ from tunebench import distributed
 from tunebench.config import EvalConfig
 from tunebench.data.format import left_pad
 from tunebench.methods.base import TunedModel
-from tunebench.metrics import split_sentences
+from tunebench.text import split_sentences
 
 
 @dataclass

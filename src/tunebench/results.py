@@ -12,16 +12,21 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from tunebench import metrics
 from tunebench.errors import TunebenchError, is_folder_name
 from tunebench.files import atomic_write_json
 from tunebench.verdict import add_statistics
 
-SCHEMA_VERSION = 4
-"""4: `looks` (sequential evaluation: planned article counts, the ids of each look taken, why it stopped); the
+SCHEMA_VERSION = 5
+"""5: scores by metric: `metrics` describes each score (label, direction, format; from the metric registry),
+records hold `eval.scores` (mean, interval and the metric's extras per score key) instead of `eval.rouge` and
+`eval.test_loss`; `published` holds the published figures shown beside measured rows.
+4: `looks` (sequential evaluation: planned article counts, the ids of each look taken, why it stopped); the
 verdict is an action (pick / none / undecided) from group-sequential, Holm-corrected tests on `eval.decide_on`,
 records carry per-article test losses and CPU seconds. 3: paired tests (`comparisons`) and the verdict stored
 beside the records; `evaluation` in a folder written by `evaluate --data`. 1 to 3 are read and their tests and
-verdict recomputed (as one look over the articles each pair has in common)."""
+verdict recomputed (as one look over the articles each pair has in common); 1 to 4 get their scores described
+as the built-in metrics describe them."""
 PACKAGES = ("tunebench", "torch", "transformers", "peft", "rouge-score", "safetensors", "tokenizers", "datasets",
             "numpy")
 
@@ -125,14 +130,41 @@ def read_results(run_dir: Path) -> dict:
     if not path.is_file():
         raise TunebenchError(f"{run_dir} has no results.json; give a run folder written by `tunebench compare`")
     data = read_json(path, "results file")
-    if data.get("schema_version") not in (1, 2, 3, SCHEMA_VERSION):
+    if data.get("schema_version") not in (1, 2, 3, 4, SCHEMA_VERSION):
         raise TunebenchError(f"{path} has schema_version {data.get('schema_version')!r}; this tunebench reads "
                              f"1 to {SCHEMA_VERSION}")
     check_results(data, path)
     if data["schema_version"] < SCHEMA_VERSION:
         # version 1 stored no tests, 2 bootstrap-only ones, 3 a verdict without looks or multiplicity correction:
         # compute them from the per-article scores
-        data = {**add_statistics(data), "schema_version": SCHEMA_VERSION}
+        data = {**add_statistics(upgrade_scores(data)), "schema_version": SCHEMA_VERSION}
+    return data
+
+
+def upgrade_scores(data: dict) -> dict:
+    """A file of schema 1 to 4 (ROUGE in `eval.rouge`, the test loss in `eval.test_loss`) with its scores as
+    schema 5 keeps them: described by the built-in metrics, `eval.scores` per record; eval.test_loss in its
+    config read as eval.metrics."""
+    ev_cfg = data["config"].setdefault("eval", {})
+    has_loss = any(x.get("test_loss") is not None for rec in data["records"] if rec["status"] == "SUCCESS"
+                   for x in rec["eval"]["per_article"])
+    names = ["rouge"] + (["test_loss"] if has_loss else [])
+    ev_cfg.pop("test_loss", None)
+    ev_cfg.setdefault("metrics", names)
+    ev_cfg.setdefault("decide_on", "rouge1")
+    chosen = metrics.chosen(names)
+    data["metrics"] = metrics.catalogue(chosen)
+    data["published"] = metrics.published(chosen, (data.get("data") or {}).get("source", ""))
+    seed, resamples = data["config"].get("data", {}).get("seed", 0), ev_cfg.get("bootstrap_resamples", 1000)
+    for rec in data["records"]:
+        ev = rec.get("eval")
+        if rec["status"] != "SUCCESS" or not isinstance(ev, dict) or "scores" in ev:
+            continue
+        rouge = ev.pop("rouge", {})
+        ev.pop("test_loss", None)
+        ev.pop("test_perplexity", None)
+        ev["scores"] = {**rouge, **{k: v for k, v in metrics.summarize(chosen, ev["per_article"], seed, resamples)
+                                    .items() if k not in rouge}}
     return data
 
 
@@ -167,7 +199,7 @@ MISSING = object()
 
 def check_results(data: dict, path: Path) -> None:
     """The shape every reader of results.json relies on: a config, and records with a name, kind and status; a
-    finished record has its scores (ROUGE means and per-article scores)."""
+    finished record has its scores (each score's mean, and per-article scores)."""
     _expect(isinstance(data.get("config"), dict), path, "config", "an object", data.get("config", MISSING))
     for key in ("data", "environment"):
         if key in data:
@@ -210,12 +242,13 @@ def check_results(data: dict, path: Path) -> None:
             continue
         evaluation = rec.get("eval", MISSING)
         _expect(isinstance(evaluation, dict), path, f"{where}.eval", "an object", evaluation)
-        rouge = evaluation.get("rouge", MISSING)
-        _expect(isinstance(rouge, dict) and bool(rouge), path, f"{where}.eval.rouge", "an object", rouge)
-        for metric, stats in rouge.items():
+        field_name = "scores" if data.get("schema_version", SCHEMA_VERSION) >= 5 else "rouge"
+        scores = evaluation.get(field_name, MISSING)
+        _expect(isinstance(scores, dict) and bool(scores), path, f"{where}.eval.{field_name}", "an object", scores)
+        for key, stats in scores.items():
             mean = stats.get("mean", MISSING) if isinstance(stats, dict) else stats
             _expect(isinstance(mean, (int, float)) and not isinstance(mean, bool) and math.isfinite(mean), path,
-                    f"{where}.eval.rouge.{metric}.mean", "a finite number", mean)
+                    f"{where}.eval.{field_name}.{key}.mean", "a finite number", mean)
         articles = evaluation.get("per_article", MISSING)
         _expect(isinstance(articles, list) and all(isinstance(a, dict) and "id" in a for a in articles), path,
                 f"{where}.eval.per_article", "a list of per-article scores", articles)
@@ -281,7 +314,8 @@ def merge_results(runs: list[tuple[str, dict]], allow_different: bool = False) -
                              + (f" (and {len(found) - 1} more differences)" if len(found) > 1 else "")
                              + "; merge comparable runs, or pass --allow-different to show them side by side, "
                              "labelled by run")
-    merged = {**first, "merged_from": names, "merged_differences": found, "records": []}
+    merged = {**first, "merged_from": names, "merged_differences": found, "records": [],
+              "metrics": {k: v for _, data in reversed(runs) for k, v in (data.get("metrics") or {}).items()}}
     for name, data in runs:
         merged["records"] += [{**rec, "name": f"{name}/{rec['name']}"} for rec in data["records"]]
     return add_statistics(merged)

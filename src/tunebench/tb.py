@@ -49,7 +49,7 @@ def _predictions_text(path: Path) -> str | None:
 
 
 def write_tensorboard(data: dict, folder: Path) -> None:
-    """One event folder per record: training loss and lr per step, validation loss per epoch, final ROUGE,
+    """One event folder per record: training loss and lr per step, validation loss per epoch, final scores,
     hparams, and the first few predictions."""
     shutil.rmtree(folder, ignore_errors=True)  # rebuilt from the results each time, never appended twice
     for rec in data["records"]:
@@ -64,10 +64,10 @@ def write_tensorboard(data: dict, folder: Path) -> None:
         steps_per_epoch = max(1, train.get("steps", 0) // max(1, train.get("epochs", 1)))
         for epoch, loss in enumerate(train.get("val_loss_per_epoch", []), start=1):
             writer.add_scalar("val/loss", loss, epoch * steps_per_epoch)
-        for key, value in rec["eval"]["rouge"].items():
+        for key, value in rec["eval"]["scores"].items():
             writer.add_scalar(f"test/{key}", value["mean"], train.get("steps", 0))
         # what SummaryWriter.add_hparams writes, into this record's own folder (add_hparams opens a sub-folder)
-        metrics = {f"hparam/{key}": value["mean"] for key, value in rec["eval"]["rouge"].items()}
+        metrics = {f"hparam/{key}": value["mean"] for key, value in rec["eval"]["scores"].items()}
         for summary in hparams(record_hparams(data, rec), metrics):
             writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():

@@ -13,8 +13,9 @@ rejected. Over all looks and all hypotheses the chance of any false separation s
 From the rejections: a method is out when another method or a baseline is significantly above it; the methods not
 out are the contenders; one contender that beats every baseline is the pick; several are a tie that more articles
 may decide (compare.py's sequential evaluation asks `open_records` which records to score further).
-Every pair of records is also compared on every ROUGE key and the test loss (`comparisons`), unadjusted, for the
-report; the verdict reads only the hypotheses above.
+Every pair of records is also compared on every score of the run's metrics (`comparisons`, results.json's `metrics`
+says which are compared and which way is better), unadjusted, for the report; the verdict reads only the
+hypotheses above. A score where lower is better (a loss) is decided on its negation, so "above" always means better.
 """
 
 from __future__ import annotations
@@ -25,14 +26,11 @@ from statistics import NormalDist
 
 import numpy as np
 
-from tunebench.metrics import paired_difference, sign_flip_p
 from tunebench.sequential import SPENDING, nominal_p
+from tunebench.stats import paired_difference, sign_flip_p
 
-COMPARED_KEYS = ("rouge1", "rouge2", "rougeLsum")
-LOWER_IS_BETTER = ("test_loss",)
 POWER = 0.8
 ALPHA = 0.05
-DECIDE_ON = "rouge1"
 BIG = 100_000
 """Articles beyond which a difference is reported as too small to be worth deciding."""
 
@@ -48,9 +46,19 @@ def primary_records(data: dict) -> list[dict]:
     return out
 
 
-def values(rec: dict, key: str) -> dict[str, float]:
-    """A record's per-article `key` by article id (articles without it left out)."""
-    return {x["id"]: x[key] for x in rec["eval"]["per_article"] if x.get(key) is not None}
+def values(rec: dict, key: str, sign: float = 1.0) -> dict[str, float]:
+    """A record's per-article `key` by article id (articles without it left out), times `sign`."""
+    return {x["id"]: sign * x[key] for x in rec["eval"]["per_article"] if x.get(key) is not None}
+
+
+def scores_described(data: dict) -> dict[str, dict]:
+    """The run's scores as results.json describes them (`metrics`): key -> label, direction, format, ..."""
+    return data.get("metrics") or {}
+
+
+def orientation(data: dict, key: str) -> float:
+    """+1 where higher is better, -1 where lower is (so an oriented difference > 0 always favours the first)."""
+    return 1.0 if scores_described(data).get(key, {}).get("higher_is_better", True) else -1.0
 
 
 def look_plan(data: dict) -> tuple[tuple[int, ...], list[list[str]]]:
@@ -138,11 +146,11 @@ def _winner(h: dict) -> str | None:
 
 def decide(data: dict) -> dict:
     """The hypotheses tested, who is out and why, the contenders, and what is still open."""
-    key = data["config"]["eval"].get("decide_on") or DECIDE_ON
+    key = data["config"]["eval"]["decide_on"]
     recs = primary_records(data)
     methods = [r["name"] for r in recs if r["kind"] == "method" and r.get("train")]
     baselines = [r["name"] for r in recs if r["kind"] == "baseline"]
-    scores = {r["name"]: values(r, key) for r in recs}
+    scores = {r["name"]: values(r, key, orientation(data, key)) for r in recs}  # oriented: higher is better
     sizes, looks = look_plan(data)
     family, tests = hypotheses(methods, baselines, scores, looks)
     holm(family, tests, sizes)
@@ -189,12 +197,14 @@ def significant(test: dict) -> bool:
 
 
 def paired_tests(data: dict, seed: int = 0) -> list[dict]:
-    """Every pair of primary records x every compared metric (and the test loss where both have it), on the
-    articles both have: a - b, bootstrap CI, p-value. Unadjusted: the report's detail, not the verdict."""
+    """Every pair of primary records x every compared score (`pairwise`, and the deciding one), on the articles
+    both have: a - b, bootstrap CI, p-value. Unadjusted: the report's detail, not the verdict."""
     resamples = data["config"]["eval"].get("bootstrap_resamples", 1000)
+    decide_on = data["config"]["eval"].get("decide_on")
+    keys = [k for k, s in scores_described(data).items() if s.get("pairwise", True) or k == decide_on]
     out = []
     for a, b in combinations(primary_records(data), 2):
-        for key in (*COMPARED_KEYS, *LOWER_IS_BETTER):
+        for key in keys:
             va, vb = values(a, key), values(b, key)
             common = [i for i in va if i in vb]
             if len(common) < 2:
@@ -202,7 +212,7 @@ def paired_tests(data: dict, seed: int = 0) -> list[dict]:
             diff = paired_difference([va[i] for i in common], [vb[i] for i in common], seed=seed,
                                      resamples=resamples)
             out.append({"a": a["name"], "b": b["name"], "metric": key, **diff, "resamples": resamples, "seed": seed,
-                        "n_articles": len(common), "lower_is_better": key in LOWER_IS_BETTER})
+                        "n_articles": len(common), "lower_is_better": orientation(data, key) < 0})
     return out
 
 
@@ -217,7 +227,7 @@ def pareto_front(points: dict[str, tuple[float, ...]]) -> list[str]:
     return front
 
 
-def minimum_detectable_difference(data: dict, key: str = "rouge2") -> float | None:
+def minimum_detectable_difference(data: dict, key: str) -> float | None:
     """The smallest true difference in `key` a single paired test on this many articles detects 80% of the time
     (5% two-sided), from the spread of per-article differences between the trained methods (median over pairs)."""
     records = [r for r in primary_records(data) if r["kind"] == "method"]
@@ -337,7 +347,6 @@ def verdict(data: dict) -> dict:
                                          "Maurer & Bretz 2013); above-every-baseline as intersection-union tests",
                          "planned_articles": list(sizes) or None,
                          "nominal_p_at_alpha": list(nominal_p(sizes, ALPHA)) if sizes else [ALPHA]},
-            "minimum_detectable_rouge2": minimum_detectable_difference(data),
             "minimum_detectable": minimum_detectable_difference(data, state["decide_on"]),
             "power": POWER, "alpha": ALPHA,
             # kept for older readers: the contenders

@@ -1,16 +1,15 @@
 """What every record of a run shares (data, base model, tokenizer, runtime: the workbench) and how a record is
-scored on a list of test articles: generation, ROUGE and the test loss per article, predictions saved."""
+scored on a list of test articles: generation, the chosen metrics per article (metrics/), predictions saved."""
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from tunebench import distributed
+from tunebench import distributed, metrics
 from tunebench.config import Config
 from tunebench.data import Splits, load_examples, select_splits, test_split
 from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
@@ -21,7 +20,7 @@ from tunebench.files import atomic_write_text
 from tunebench.generate import DECODE_KEYS, generate_summaries
 from tunebench.methods import METHODS
 from tunebench.methods.base import TunedModel
-from tunebench.metrics import aggregate, rouge_per_article
+from tunebench.metrics import Articles, Metric
 from tunebench.models import load_model, load_tokenizer
 from tunebench.resources import PhaseMonitor
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
@@ -40,6 +39,8 @@ class Workbench:
     tokenizer: object
     runtime: Runtime
     show_progress: bool = True
+    metrics: list[Metric] = field(default_factory=list)
+    """eval.metrics, loaded."""
 
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
@@ -68,7 +69,12 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,
                   "articles_truncated": truncated, "split_ids_file": "splits.json", "derived": derived}
     return Workbench(cfg, run_dir, splits, encoded, base_lm, tokenizer, runtime,
-                     show_progress and distributed.is_writer()), data_facts
+                     show_progress and distributed.is_writer(), metrics.chosen(cfg.eval.metrics)), data_facts
+
+
+def scores_header(bench: Workbench, source: str) -> dict:
+    """What results.json says about the scores before any record: their descriptions and published figures."""
+    return {"metrics": metrics.catalogue(bench.metrics), "published": metrics.published(bench.metrics, source)}
 
 
 def check_context(cfg: Config, lm, tokenizer) -> None:
@@ -95,10 +101,13 @@ def encode(cfg: Config, tokenizer, examples: list[Example]) -> list[Encoded]:
 
 def score(bench: Workbench, predictions: list[str], name: str, examples: list[Example] | None = None,
           losses: list[tuple[float, int]] | None = None) -> list[dict]:
-    """ROUGE (and the test loss, if given) per article of `examples` (default: the first look's test articles);
-    the predictions are added to the record's predictions.jsonl (id, reference, prediction)."""
+    """The chosen metrics per article of `examples` (default: the first look's test articles; `losses`: the
+    per-article loss on the references, for a metric that needs it); the predictions are added to the record's
+    predictions.jsonl (id, reference, prediction)."""
     examples = bench.splits.test if examples is None else examples
-    per_article = rouge_per_article(predictions, [ex.summary for ex in examples])
+    out = metrics.score_articles(bench.metrics, Articles(
+        [ex.id for ex in examples], predictions, [ex.summary for ex in examples], [ex.article for ex in examples],
+        losses))
     lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
              for ex, pred in zip(examples, predictions, strict=True)]
     path = bench.run_dir / name / "predictions.jsonl"
@@ -108,28 +117,21 @@ def score(bench: Workbench, predictions: list[str], name: str, examples: list[Ex
         kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line and json.loads(line)["id"] not in new]
     atomic_write_text(path, "\n".join(kept + lines) + "\n")
-    out = [{"id": ex.id, **s} for ex, s in zip(examples, per_article, strict=True)]
-    for row, loss in zip(out, losses or [], strict=False):
-        row["test_loss"], row["target_tokens"] = loss[0] / max(loss[1], 1), loss[1]
     return out
 
 
 def summarize_scores(bench: Workbench, per_article: list[dict]) -> dict:
-    """The record-level figures from its per-article scores: ROUGE means with bootstrap intervals, test loss."""
-    result = {"n_articles": len(per_article),
-              "rouge": aggregate(per_article, bench.cfg.data.seed, bench.cfg.eval.bootstrap_resamples),
-              "per_article": per_article}
-    if per_article and all("test_loss" in row for row in per_article):
-        tokens = sum(row["target_tokens"] for row in per_article)
-        result["test_loss"] = sum(row["test_loss"] * row["target_tokens"] for row in per_article) / max(tokens, 1)
-        result["test_perplexity"] = math.exp(min(result["test_loss"], 50.0))
-    return result
+    """The record-level figures from its per-article scores: each score's mean with its bootstrap interval."""
+    return {"n_articles": len(per_article),
+            "scores": metrics.summarize(bench.metrics, per_article, bench.cfg.data.seed,
+                                        bench.cfg.eval.bootstrap_resamples),
+            "per_article": per_article}
 
 
 def generate_and_score(bench: Workbench, tuned: TunedModel, name: str, examples: list[Example],
                        prompts: list[list[int]] | None = None) -> tuple[list[dict], object]:
-    """Summaries of `examples` (with the methods' prompt, or `prompts`), scored per article; the test loss per
-    article too when eval.test_loss and the methods' prompt is used. Returns (per-article rows, generated)."""
+    """Summaries of `examples` (with the methods' prompt, or `prompts`), scored per article; the loss on each
+    reference too when a chosen metric needs it and the methods' prompt is used. Returns (rows, generated)."""
     cfg, rt = bench.cfg, bench.runtime
     encoded = bench.encoded["test"] if examples is bench.splits.test else encode(cfg, bench.tokenizer, examples)
     own_prompts = prompts is not None
@@ -140,16 +142,16 @@ def generate_and_score(bench: Workbench, tuned: TunedModel, name: str, examples:
                                    rt.autocast(), progress=bar)
     bar.close()
     losses = None
-    if cfg.eval.test_loss and not own_prompts:
+    if any(m.needs_loss for m in bench.metrics) and not own_prompts:
         losses = per_article_loss(tuned, encoded, cfg.eval.batch_size, bench.tokenizer.pad_token_id, rt)
     return score(bench, generated.texts, name, examples, losses), generated
 
 
 def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str,
                    prompts: list[list[int]] | None = None) -> tuple[dict, dict]:
-    """Generate the first look's test summaries and score them; also the test loss on the references.
+    """Generate the first look's test summaries and score them.
 
-    `prompts`: other prompts for the test articles than the methods' one (then no test loss is computed)."""
+    `prompts`: other prompts for the test articles than the methods' one (then no loss on the references)."""
     cfg = bench.cfg
     with PhaseMonitor() as gen_phase:
         per_article, generated = generate_and_score(bench, tuned, name, bench.splits.test, prompts)

@@ -15,7 +15,7 @@ import numpy as np
 
 from tunebench.config import Config, get_setting
 from tunebench.data.split import Splits
-from tunebench.metrics import split_sentences
+from tunebench.text import split_sentences
 
 AUTO = "auto"
 TASK_KEYS = ("data.max_summary_tokens", "eval.max_new_tokens", "eval.cut", "eval.lead_k", "eval.chat_instruction")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.files import atomic_write_text
-from tunebench.report.sections import Figure, Items, Para, Table, advice, sections
-from tunebench.verdict import peak_rss_mb
+from tunebench.report.sections import Figure, Items, Para, Table, advice, label, score_text, sections
+from tunebench.verdict import peak_rss_mb, scores_described
 
 
 def render_markdown(data: dict, plots: list[str] | None = None) -> str:
@@ -26,18 +26,25 @@ def render_markdown(data: dict, plots: list[str] | None = None) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+CONSOLE_SCORES = 4
+"""Scores shown in the console table (the deciding one first); report.md has them all."""
+
+
 def console_summary(data: dict) -> str:
-    """The compact table printed at the end of `compare`: ROUGE means and the main costs."""
-    lines = [f"{'method':24s} {'status':8s} {'R-1':>6s} {'R-2':>6s} {'R-L':>6s} {'trainable':>12s} {'train s':>8s} "
-             f"{'peak MB':>8s}"]
+    """The compact table printed at the end of `compare`: score means and the main costs."""
+    decide_on = (data.get("verdict") or {}).get("decide_on")
+    keys = sorted(scores_described(data), key=lambda k: k != decide_on)[:CONSOLE_SCORES]
+    width = max([7, *(len(label(data, k)) for k in keys)])
+    lines = [f"{'method':24s} {'status':8s} " + " ".join(f"{label(data, k):>{width}s}" for k in keys)
+             + f" {'trainable':>12s} {'train s':>8s} {'peak MB':>8s}"]
     for rec in data["records"]:
         if rec["status"] != "SUCCESS":
             lines.append(f"{rec['name']:24s} {rec['status']:8s} {rec.get('error', '')[:60]}")
             continue
-        rouge, train = rec["eval"]["rouge"], rec.get("train") or {}
+        scores, train = rec["eval"]["scores"], rec.get("train") or {}
         trainable = (rec.get("params") or {}).get("trainable")
         lines.append(f"{rec['name']:24s} {rec['status']:8s} " + " ".join(
-            f"{rouge[k]['mean']:6.1f}" for k in ("rouge1", "rouge2", "rougeL")) +
+            f"{score_text(data, k, scores[k]['mean']) if k in scores else '':>{width}s}" for k in keys) +
             f" {'' if trainable is None else f'{trainable:,}':>12s} {train.get('train_time_s', 0):8.0f} "
             f"{peak_rss_mb(rec):8.0f}")
     pick = advice(data)

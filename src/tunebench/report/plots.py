@@ -12,9 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
-from tunebench.metrics import ROUGE_KEYS  # noqa: E402
-from tunebench.report.sections import LABELS  # noqa: E402
-from tunebench.verdict import peak_rss_mb, primary_records, significant, train_cpu_s  # noqa: E402
+from tunebench.report.sections import label, score_text  # noqa: E402
+from tunebench.verdict import (  # noqa: E402
+    peak_rss_mb,
+    primary_records,
+    scores_described,
+    significant,
+    train_cpu_s,
+)
 
 FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",
          **{m.name: m.colour for m in METHODS.values()}}
@@ -97,21 +102,24 @@ def val_loss(data: dict, path: Path) -> Path | None:
                             "Validation loss per epoch", marker="o", min_points=2)
 
 
-def rouge_bars(data: dict, path: Path) -> Path:
-    """Mean ROUGE per method with its 95% bootstrap interval as whiskers."""
+def score_bars(data: dict, path: Path) -> Path | None:
+    """Every score of the run's metrics, one panel each (their scales differ): the mean per record with its 95%
+    bootstrap interval as whiskers. None when no record has a score."""
     recs = _ok(data)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(len(recs), 1)
-    for i, rec in enumerate(recs):
-        rouge = rec["eval"]["rouge"]
-        means = np.array([rouge[k]["mean"] for k in ROUGE_KEYS])
-        lows = means - np.array([rouge[k]["ci95"][0] for k in ROUGE_KEYS])
-        highs = np.array([rouge[k]["ci95"][1] for k in ROUGE_KEYS]) - means
-        ax.bar(np.arange(len(ROUGE_KEYS)) + i * width, means, width, yerr=[lows, highs], capsize=3,
-               color=colour(rec), label=rec["name"])
-    ax.set_xticks(np.arange(len(ROUGE_KEYS)) + width * (len(recs) - 1) / 2, [LABELS[k] for k in ROUGE_KEYS])
-    ax.set(ylabel="ROUGE F1 x 100", title="ROUGE on the test articles (95% bootstrap CI)")
-    ax.legend(fontsize=8)
+    keys = [k for k in scores_described(data) if any(k in r["eval"]["scores"] for r in recs)]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 2.5, 4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        shown = [r for r in recs if key in r["eval"]["scores"]]
+        means = np.array([r["eval"]["scores"][key]["mean"] for r in shown])
+        lows = means - np.array([r["eval"]["scores"][key]["ci95"][0] for r in shown])
+        highs = np.array([r["eval"]["scores"][key]["ci95"][1] for r in shown]) - means
+        ax.bar(np.arange(len(shown)), means, yerr=[lows, highs], capsize=3, color=[colour(r) for r in shown])
+        ax.set_xticks(np.arange(len(shown)), [r["name"] for r in shown], rotation=60, ha="right", fontsize=7)
+        better = "higher" if scores_described(data)[key].get("higher_is_better", True) else "lower"
+        ax.set_title(f"{label(data, key)} ({better} is better)", fontsize=9)
+    fig.suptitle("Every score on the test articles (mean, 95% bootstrap CI)")
     return _save(fig, path)
 
 
@@ -137,14 +145,14 @@ def quality_vs_cost(data: dict, path: Path) -> Path | None:
     if not trained:
         return None
     verdict = data.get("verdict") or {}
-    key = verdict.get("decide_on") or "rouge1"
-    baselines = [r for r in _ok(data) if not r.get("train")]
+    key = verdict.get("decide_on") or next(iter(scores_described(data)))
+    baselines = [r for r in _ok(data) if not r.get("train") and key in r["eval"]["scores"]]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
-    top = max(r["eval"]["rouge"][key]["ci95"][1] for r in _ok(data))
-    for ax, (what, label) in zip(axes, COSTS.items(), strict=True):
+    top = max(r["eval"]["scores"][key]["ci95"][1] for r in _ok(data) if key in r["eval"]["scores"])
+    for ax, (what, axis_label) in zip(axes, COSTS.items(), strict=True):
         costs = [cost_of(r, what) for r in trained]
         for rec, c in zip(trained, costs, strict=True):
-            q, (low, high) = rec["eval"]["rouge"][key]["mean"], rec["eval"]["rouge"][key]["ci95"]
+            q, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
             ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
                         label=rec["name"], zorder=3)
             if rec["name"] == verdict.get("pick"):
@@ -153,7 +161,7 @@ def quality_vs_cost(data: dict, path: Path) -> Path | None:
             elif rec["name"] in verdict.get("qualified", []):
                 ax.plot(c, q, "o", markerfacecolor="none", markeredgecolor="black", markersize=14, zorder=4)
         for rec in baselines:
-            mean, (low, high) = rec["eval"]["rouge"][key]["mean"], rec["eval"]["rouge"][key]["ci95"]
+            mean, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
             ax.axhline(mean, color=colour(rec), linestyle=":", linewidth=1.5, label=f"{rec['name']} (baseline)")
             ax.axhspan(low, high, color=colour(rec), alpha=0.08)
         if what == "params":
@@ -163,10 +171,12 @@ def quality_vs_cost(data: dict, path: Path) -> Path | None:
         else:  # memory: the base model's own footprint is in every method's; start the axis below the least
             low = min(costs)
             ax.set_xlim(low * 0.8, max(costs) * 1.1)
-            label = f"peak RSS (MB; axis from {low * 0.8:,.0f})"
-        ax.set(xlabel=label)
+            axis_label = f"peak RSS (MB; axis from {low * 0.8:,.0f})"
+        ax.set(xlabel=axis_label)
         ax.set_ylim(0, top * 1.1 + 0.5)
-    axes[0].set_ylabel(f"{LABELS[key]} (F1 x 100), the deciding metric")
+    better = "higher" if scores_described(data).get(key, {}).get("higher_is_better", True) else "lower"
+    axes[0].set_ylabel(f"{scores_described(data).get(key, {}).get('title', key)}\nthe deciding score ({better} is "
+                       "better)")
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("Quality (mean, 95% interval) against cost; dotted: baselines; star: the verdict's pick; ringed: "
                  "methods that beat every baseline")
@@ -178,7 +188,7 @@ def pairwise(data: dict, path: Path) -> Path | None:
     both have; '●' where the verdict's corrected test separates them, '○' where only an unadjusted test does.
     None with fewer than two records."""
     verdict = data.get("verdict") or {}
-    key = verdict.get("decide_on") or "rouge1"
+    key = verdict.get("decide_on") or next(iter(scores_described(data)))
     names = [r["name"] for r in primary_records(data)]
     if len(names) < 2:
         return None
@@ -200,11 +210,13 @@ def pairwise(data: dict, path: Path) -> Path | None:
     for i in range(len(names)):
         for j in range(len(names)):
             if i != j:
-                ax.text(j, i, f"{diff[i, j]:+.1f}{marks[i][j]}", ha="center", va="center", fontsize=8)
+                ax.text(j, i, f"{score_text(data, key, diff[i, j], True)}{marks[i][j]}", ha="center", va="center",
+                        fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    fig.colorbar(image, ax=ax, label=f"row minus column, {LABELS[key]}")
-    ax.set_title(f"Pairwise {LABELS[key]}: ● decided by the verdict's test, ○ only unadjusted p < 0.05", fontsize=9)
+    fig.colorbar(image, ax=ax, label=f"row minus column, {label(data, key)}")
+    ax.set_title(f"Pairwise {label(data, key)}: ● decided by the verdict's test, ○ only unadjusted p < 0.05",
+                 fontsize=9)
     return _save(fig, path)
 
 
@@ -263,7 +275,7 @@ def lr_search(data: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-PLOTS = {"pairwise.png": pairwise, "loss_curves.png": loss_curves, "val_loss.png": val_loss, "rouge.png": rouge_bars,
+PLOTS = {"pairwise.png": pairwise, "loss_curves.png": loss_curves, "val_loss.png": val_loss, "scores.png": score_bars,
          "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
          "lr_search.png": lr_search}
 """Every plot; each is drawn only where it carries information (its function returns None otherwise): nothing

@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tunebench.metrics import ROUGE_KEYS
-from tunebench.report.published import PUBLISHED, dataset_key
-from tunebench.verdict import peak_rss_mb, significant, train_cpu_s
+from tunebench.verdict import peak_rss_mb, scores_described, significant, train_cpu_s
 
 
 @dataclass
@@ -53,14 +51,34 @@ class Section:
     """HTML shows only the title until clicked (the full numbers behind a picture)."""
 
 
-LABELS = {"rouge1": "R-1", "rouge2": "R-2", "rougeL": "R-L", "rougeLsum": "R-Lsum", "test_loss": "test loss"}
-HEADER = ["method", "status", "articles", "R-1", "R-2", "R-L", "R-Lsum", "gen tokens (at max)", "test ppl",
-          "trainable params", "train s", "train tok/s", "generate s", "peak RSS MB", "best epoch"]
+HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "train s",
+          "train tok/s", "generate s", "peak RSS MB", "best epoch"]
+"""The comparison table's columns; `<scores>` stands for one column per score of the run's metrics."""
 
 
-def _rouge_cell(rouge: dict, key: str) -> str:
-    low, high = rouge[key]["ci95"]
-    return f"{rouge[key]['mean']:.1f} [{low:.1f}, {high:.1f}]"
+def label(data: dict, key: str) -> str:
+    """A score's short label ("R-1"), from the run's description of its scores."""
+    return scores_described(data).get(key, {}).get("label", key)
+
+
+def score_text(data: dict, key: str, value: float, signed: bool = False) -> str:
+    """A score (or a difference of scores) with the decimals its metric asks for."""
+    digits = scores_described(data).get(key, {}).get("digits", 1)
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def score_cell(data: dict, scores: dict, key: str) -> str:
+    """mean [95% interval] of one score, or blank where the record has no such score."""
+    if key not in scores:
+        return ""
+    low, high = scores[key]["ci95"]
+    return f"{score_text(data, key, scores[key]['mean'])} [{score_text(data, key, low)}, {score_text(data, key, high)}]"
+
+
+def header(data: dict) -> list[str]:
+    """HEADER with one column per score."""
+    i = HEADER.index("<scores>")
+    return HEADER[:i] + [label(data, k) for k in scores_described(data)] + HEADER[i + 1:]
 
 
 def _num(value, fmt: str = "{:,}") -> str:
@@ -72,7 +90,7 @@ def table_rows(data: dict) -> list[list[str]]:
     rows = []
     for rec in data["records"]:
         if rec["status"] != "SUCCESS":
-            rows.append([rec["name"], rec["status"]] + [""] * (len(HEADER) - 2))
+            rows.append([rec["name"], rec["status"]] + [""] * (len(header(data)) - 2))
             continue
         ev, params = rec["eval"], rec.get("params") or {}
         train, phases = rec.get("train") or {}, rec.get("phases", {})
@@ -80,9 +98,8 @@ def table_rows(data: dict) -> list[list[str]]:
         tokens = ev.get("mean_new_tokens")
         gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
         rows.append([rec["name"], rec["status"], str(len(ev["per_article"]))]
-                    + [_rouge_cell(ev["rouge"], k) for k in ROUGE_KEYS] + [
+                    + [score_cell(data, ev["scores"], k) for k in scores_described(data)] + [
             gen,
-            _num(ev.get("test_perplexity"), "{:.2f}"),
             _num(params.get("trainable")),
             _num(train.get("train_time_s"), "{:.0f}"),
             _num(train.get("train_tokens_per_s"), "{:.0f}"),
@@ -94,11 +111,10 @@ def table_rows(data: dict) -> list[list[str]]:
 
 
 def table(data: dict) -> Table:
-    """The table of every record, without the columns no record has a value in (e.g. test ppl when the test loss
-    was not measured)."""
-    rows = table_rows(data)
-    keep = [i for i, _ in enumerate(HEADER) if i < 2 or any(row[i] for row in rows)]
-    return Table([HEADER[i] for i in keep], [[row[i] for i in keep] for row in rows])
+    """The table of every record, without the columns no record has a value in (e.g. a score no record has)."""
+    rows, names = table_rows(data), header(data)
+    keep = [i for i, _ in enumerate(names) if i < 2 or any(row[i] for row in rows)]
+    return Table([names[i] for i in keep], [[row[i] for i in keep] for row in rows])
 
 
 def seed_summary(data: dict) -> list[Section]:
@@ -108,45 +124,52 @@ def seed_summary(data: dict) -> list[Section]:
     for rec in data["records"]:
         if rec["status"] == "SUCCESS" and rec["kind"] == "method":
             by_method.setdefault(rec["name"].split("@", 1)[0], []).append(rec)
-    rows = []
+    rows, keys = [], list(scores_described(data))
     for method, recs in by_method.items():
         if len(recs) < 2:
             continue
         cells = []
-        for key in ROUGE_KEYS:
-            values = np.array([r["eval"]["rouge"][key]["mean"] for r in recs])
-            cells.append(f"{values.mean():.1f} ± {values.std(ddof=1):.1f}")
+        for key in keys:
+            values = np.array([r["eval"]["scores"][key]["mean"] for r in recs if key in r["eval"]["scores"]])
+            cells.append(f"{score_text(data, key, values.mean())} ± {score_text(data, key, values.std(ddof=1))}"
+                         if len(values) > 1 else "")
         seeds = ", ".join(str(r.get("seed")) for r in recs)
         rows.append([method, f"{len(recs)} ({seeds})", *cells])
     if not rows:
         return []
     return [Section("Across seeds", [Para("Mean ± standard deviation of the per-seed means above."),
-                                     Table(["method", "seeds", "R-1", "R-2", "R-L", "R-Lsum"], rows)])]
+                                     Table(["method", "seeds", *(label(data, k) for k in keys)], rows)])]
 
 
-def _difference_words(test: dict) -> str:
+def _difference_words(data: dict, test: dict) -> str:
     a, b, key, low, high = test["a"], test["b"], test["metric"], *test["ci95"]
-    digits = 3 if test.get("lower_is_better") else 1
+    name = label(data, key)
+
+    def num(x: float, signed: bool = False) -> str:
+        return score_text(data, key, x, signed)
     if significant(test):
         better_a = (test["mean"] > 0) != bool(test.get("lower_is_better"))
         winner, loser = (a, b) if better_a else (b, a)
-        return (f"{winner} better than {loser} on {LABELS[key]} by {abs(test['mean']):.{digits}f} "
-                f"[{min(abs(low), abs(high)):.{digits}f}, {max(abs(low), abs(high)):.{digits}f}], "
-                f"p = {test['p_value']:.3g}")
-    return f"no significant difference on {LABELS[key]} ({test['mean']:+.{digits}f} [{low:+.{digits}f}, " \
-           f"{high:+.{digits}f}], p = {test['p_value']:.3g})"
+        return (f"{winner} better than {loser} on {name} by {num(abs(test['mean']))} "
+                f"[{num(min(abs(low), abs(high)))}, {num(max(abs(low), abs(high)))}], p = {test['p_value']:.3g}")
+    return f"no significant difference on {name} ({num(test['mean'], True)} [{num(low, True)}, " \
+           f"{num(high, True)}], p = {test['p_value']:.3g})"
 
 
 def comparisons(data: dict) -> list[str]:
     """The stored paired tests, one line per pair of records, in words."""
     pairs: dict[tuple[str, str], list[str]] = {}
     for test in data.get("comparisons", []):
-        pairs.setdefault((test["a"], test["b"]), []).append(_difference_words(test))
+        pairs.setdefault((test["a"], test["b"]), []).append(_difference_words(data, test))
     return [f"{a} vs {b}: " + "; ".join(parts) + "." for (a, b), parts in pairs.items()]
 
 
-def _diff(test: dict | None) -> str:
-    return "" if not test else f"{test['mean']:+.1f}, p = {test['p_value']:.3g} on {test['n_articles']} articles"
+def _diff(data: dict, test: dict | None) -> str:
+    """A deciding test in words: the difference (oriented: + favours the first) and its p-value."""
+    if not test:
+        return ""
+    key = data["verdict"]["decide_on"]
+    return f"{score_text(data, key, test['mean'], True)}, p = {test['p_value']:.3g} on {test['n_articles']} articles"
 
 
 def _last_test(data: dict, a: str, b: str) -> dict | None:
@@ -159,7 +182,8 @@ def _last_test(data: dict, a: str, b: str) -> dict | None:
                 return c if t["a"] == a else {**c, "mean": -c["mean"]}
     for t in data.get("comparisons", []):
         if t["metric"] == data["verdict"]["decide_on"] and {t["a"], t["b"]} == {a, b}:
-            return t if t["a"] == a else {**t, "mean": -t["mean"]}
+            sign = (1 if t["a"] == a else -1) * (-1 if t.get("lower_is_better") else 1)  # oriented as the verdict's
+            return {**t, "mean": sign * t["mean"]}
     return None
 
 
@@ -174,7 +198,7 @@ def cost_line(data: dict, v: dict) -> str:
     cost = v.get("cost_to_decide")
     if not cost:
         return ""
-    metric = LABELS[v["decide_on"]]
+    metric = label(data, v["decide_on"])
     words = []
     if cost.get("equal"):
         pairs = ", ".join(f"{a} and {b}" for a, b in cost["equal"])
@@ -202,11 +226,11 @@ def advice(data: dict) -> list[str]:
     if not v.get("action"):
         return []
     records = {r["name"]: r for r in data["records"]}
-    metric, n, base = LABELS[v["decide_on"]], v["n_articles"], v.get("best_baseline")
+    metric, n, base = label(data, v["decide_on"]), v["n_articles"], v.get("best_baseline")
     out_words = "; ".join(f"{m} is below {why.split(' ', 1)[1]}" for m, why in v["out"].items())
     if v["action"] == "pick":
         pick = v["pick"]
-        above = f" (best baseline {base}: {_diff(_last_test(data, pick, base))})" if base else ""
+        above = f" (best baseline {base}: {_diff(data, _last_test(data, pick, base))})" if base else ""
         looks = v.get("looks_taken", 1)
         lines = [f"Pick {pick}: on {metric} it is significantly above every baseline{above}"
                  + (" and every other trained method" if v["methods"] > 1 else "")
@@ -216,7 +240,7 @@ def advice(data: dict) -> list[str]:
                  f"({n} test articles)."]
         for m in v["contenders"]:
             lines.append(f"{m} is not yet separated from the baselines it has not beaten ({base}: "
-                         f"{_diff(_last_test(data, m, base))}).")
+                         f"{_diff(data, _last_test(data, m, base))}).")
     else:
         contenders = ", ".join(v["contenders"])
         if set(v["qualified"]) == set(v["contenders"]):
@@ -251,30 +275,40 @@ def procedure_line(data: dict) -> str:
            f"(at {', '.join(str(x) for x in looks.get('sizes', []))} articles), stopped: "
            f"{looks.get('stopped') or 'running'}; extra scoring took {looks.get('seconds', 0):.0f} s; only the records "
            "an open question involved were scored again. " if planned > 1 else "One look at the test articles. ")
-    return (how + f"Decided on {LABELS[v['decide_on']]} (the other metrics are reported below, not decided on): "
+    return (how + f"Decided on {label(data, v['decide_on'])} (the other scores are reported below, not decided on): "
             f"paired sign-flip tests on the articles both records have, {b['spending']}, {b['multiplicity']}: at most "
             f"a {100 * b['alpha']:.0f}% chance of any false separation over all looks and comparisons.")
 
 
-def loss_line(data: dict) -> str:
-    """The second signal: test loss on the reference summaries, and whether it orders records as ROUGE does."""
+def signals_line(data: dict) -> list[str]:
+    """The other signals: each score of another metric than the deciding one (e.g. the test loss beside ROUGE),
+    its means, and whether it orders the records as the deciding score does where both separate them."""
     v = data.get("verdict") or {}
-    scored = [r for r in data["records"] if r["status"] == "SUCCESS" and r["eval"].get("test_loss") is not None]
-    if len(scored) < 2 or not v.get("decide_on"):
-        return ""
-    key = v["decide_on"]
-    rouge = {(t["a"], t["b"]): t for t in data.get("comparisons", []) if t["metric"] == key and significant(t)}
-    tests = [t for t in data.get("comparisons", []) if t["metric"] == "test_loss" and significant(t)
-             and (t["a"], t["b"]) in rouge]
-    agree = sum(1 for t in tests if (t["mean"] < 0) == (rouge[(t["a"], t["b"])]["mean"] > 0))
-    losses = ", ".join(f"{r['name']} {r['eval']['test_loss']:.3f}" for r in sorted(scored, key=lambda r:
-                                                                                     r["eval"]["test_loss"]))
-    return (f"Second signal, test loss on the reference summaries (lower is better, no generation): {losses}. "
-            f"Of the {len(tests)} pairs both it and {LABELS[key]} separate (paired, unadjusted p < 0.05), {agree} "
-            f"rank the two records the same way" + ("." if agree == len(tests) else
-                                                  ": where they disagree, the loss and ROUGE measure different "
-                                                  "things (fit to the reference wording vs overlap of the "
-                                                  "generated summary)."))
+    described = scores_described(data)
+    key = v.get("decide_on")
+    if not key or key not in described:
+        return []
+    deciding = {(t["a"], t["b"]): t for t in data.get("comparisons", []) if t["metric"] == key and significant(t)}
+    lines = []
+    for other, desc in described.items():
+        if desc.get("metric") == described[key].get("metric"):
+            continue
+        scored = [r for r in data["records"] if r["status"] == "SUCCESS" and other in r["eval"]["scores"]]
+        if len(scored) < 2:
+            continue
+        tests = [t for t in data.get("comparisons", []) if t["metric"] == other and significant(t)
+                 and (t["a"], t["b"]) in deciding]
+        same = [t for t in tests if ((t["mean"] > 0) != bool(t.get("lower_is_better"))) ==
+                ((deciding[(t["a"], t["b"])]["mean"] > 0) != bool(deciding[(t["a"], t["b"])].get("lower_is_better")))]
+        ranked = sorted(scored, key=lambda r: r["eval"]["scores"][other]["mean"], reverse=desc["higher_is_better"])
+        means = ", ".join(f"{r['name']} {score_text(data, other, r['eval']['scores'][other]['mean'])}" for r in ranked)
+        about = f"; {desc['about']}" if desc.get("about") else ""
+        lines.append(f"Other signal, {desc['title']} ({'higher' if desc['higher_is_better'] else 'lower'} is better"
+                     f"{about}): {means}. Of the {len(tests)} pairs both it and {label(data, key)} separate (paired, "
+                     f"unadjusted p < 0.05), {len(same)} rank the two records the same way"
+                     + ("." if len(same) == len(tests) else ": where they disagree, the two measure different "
+                        "things."))
+    return lines
 
 
 def derived_line(facts: dict) -> str:
@@ -296,15 +330,17 @@ def _data_line(facts: dict) -> str:
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
 
 
-def _published(facts: dict) -> list[Section]:
-    rows = PUBLISHED.get(dataset_key(facts["source"]) or "", [])
+def _published(data: dict) -> list[Section]:
+    rows = data.get("published") or []
     if not rows:
         return []
+    keys = [k for k in scores_described(data) if any(k in r["scores"] for r in rows)]
     return [Section("Published figures (not measured here)", [
         Para("From the papers below, on the dataset's full test set with other models and settings: context for "
              "the rows above, not a like-for-like comparison."),
-        Table(["system", "R-1", "R-2", "R-Lsum", "source"],
-              [[name, f"{r1:.2f}", f"{r2:.2f}", f"{rl:.2f}", src] for name, r1, r2, rl, src in rows])])]
+        Table(["system", *(label(data, k) for k in keys), "source"],
+              [[r["system"], *(f"{r['scores'][k]:.2f}" if k in r["scores"] else "" for k in keys), r["source"]]
+               for r in rows])])]
 
 
 def _notes(data: dict) -> list[Section]:
@@ -416,7 +452,7 @@ FIGURES = {"quality_vs_cost.png": "The deciding metric (95% intervals) against t
                                    "baselines as horizontal lines",
            "pairwise.png": "Every pair of records on the deciding metric: row minus column; ● separated by the "
                            "verdict's corrected test, ○ by an unadjusted one only",
-           "rouge.png": "ROUGE per record with 95% bootstrap intervals",
+           "scores.png": "Every score per record with its 95% bootstrap interval",
            "loss_curves.png": "Training loss against training tokens",
            "val_loss.png": "Validation loss per epoch",
            "lr_schedule.png": "Learning rate per optimizer step (log scale)",
@@ -449,12 +485,13 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     out = [Section("tunebench comparison", lead)]
     if pick:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
-        words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), loss_line(data)) if line]
+        words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), *signals_line(data)) if line]
         out.append(Section("Which method to pick", [*words, *blocks]))  # the picture full width, under the words
         if PAIRWISE_FIGURE in plots:
             out.append(Section("All pairs at a glance", [Figure(PAIRWISE_FIGURE, FIGURES[PAIRWISE_FIGURE])]))
     out.append(Section("Every record", [
-        Para(f"ROUGE F1 x 100 on the test articles, mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
+        Para(f"Scores on the test articles ({', '.join(d['title'] for d in scores_described(data).values())}), "
+             f"mean [95% bootstrap CI, {ev['bootstrap_resamples']} resamples]. "
              f"Decoding: {decoding}, at most {ev['max_new_tokens']} new tokens, cut at {ev['cut']}. "
              "'gen tokens' is the mean generated length and the share of summaries that hit the limit."),
         table(data)]))
@@ -471,7 +508,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     out += budget_rows(data)
     out += search_rows(data)
     out += phase_rows(data)
-    out += _published(facts)
+    out += _published(data)
     rest = [Figure(name, caption) for name, caption in FIGURES.items()
             if name in plots and name not in (LEAD_FIGURE, PAIRWISE_FIGURE)]
     if rest:

@@ -1,40 +1,11 @@
-"""ROUGE with Google's rouge-score (stemming on; Lsum over newline-separated sentences), Lead-k."""
+"""Statistics over articles: bootstrap intervals of a mean, the paired sign-flip permutation test, paired
+differences. numpy only; the verdict (verdict.py) and the metric registry (metrics/) use them."""
 
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
-from rouge_score import rouge_scorer
-
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-# A small regex splitter instead of nltk's punkt, which would need a download at run time.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a text: newlines always split; '.', '!' or '?' followed by a capital also split."""
-    sentences = []
-    for line in text.splitlines():
-        sentences.extend(s.strip() for s in _SENTENCE_END.split(line.strip()) if s.strip())
-    return sentences
-
-
-def lead_k(article: str, k: int) -> str:
-    """The first k sentences of an article, one per line."""
-    return "\n".join(split_sentences(article)[:k])
-
-
-def rouge_per_article(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
-    """F1 x 100 per article for R-1, R-2, R-L and R-Lsum (sentences on separate lines for Lsum)."""
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
-    scores = []
-    for pred, ref in zip(predictions, references, strict=True):
-        pred_lines, ref_lines = "\n".join(split_sentences(pred)), "\n".join(split_sentences(ref))
-        result = scorer.score(ref_lines, pred_lines)
-        scores.append({key: 100.0 * result[key].fmeasure for key in ROUGE_KEYS})
-    return scores
 
 
 def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 1000) -> tuple[float, float]:
@@ -46,16 +17,6 @@ def bootstrap_ci(values: list[float], seed: int = 0, resamples: int = 1000) -> t
     means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
-
-
-def aggregate(per_article: list[dict[str, float]], seed: int = 0, resamples: int = 1000) -> dict[str, dict]:
-    """Mean and 95% bootstrap CI of each ROUGE key."""
-    out = {}
-    for key in ROUGE_KEYS:
-        values = [s[key] for s in per_article]
-        low, high = bootstrap_ci(values, seed, resamples)
-        out[key] = {"mean": float(np.mean(values)) if values else float("nan"), "ci95": [low, high]}
-    return out
 
 
 EXACT_UP_TO = 16
