@@ -132,7 +132,8 @@ def test_minimum_detectable_difference_follows_the_spread_and_the_count():
     spread = rng.normal(0, 5, N)
 
     def mde(n, scale):
-        return minimum_detectable_difference(_data(_record("a", np.zeros(n)), _record("b", scale * spread[:n])), "rouge2")
+        data = _data(_record("a", np.zeros(n)), _record("b", scale * spread[:n]))
+        return minimum_detectable_difference(data, "rouge2")
 
     # (1.96 + 0.84) x sd / sqrt(n)
     assert mde(N, 1) == pytest.approx(2.8016 * np.std(spread, ddof=1) / np.sqrt(N), rel=1e-3)

@@ -242,7 +242,7 @@ def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name:
     record.update(status="SUCCESS", eval=evaluation)
     record.setdefault("phases", {})["generation"] = phase
     results.add(record)
-    write_outputs(results.data, run_dir)
+    write_outputs(results.data, run_dir, tensorboard=True)
     described = results.data.get("metrics") or {}
     print(f"{name}: " + ", ".join(f"{described.get(k, {}).get('label', k)} {v['mean']:.2f}"
                                   for k, v in evaluation["scores"].items()))
@@ -370,7 +370,7 @@ def cmd_report(args: argparse.Namespace) -> None:
                                  "never writes into one)")
         data = merge_results(loaded, args.allow_different)
         atomic_write_json(out / "results.json", data)
-    write_outputs(data, out)
+    write_outputs(data, out, tensorboard=True)
     print(f"tunebench: wrote {out}/report.md, report.html, plots/, tb/")
 
 

@@ -28,6 +28,7 @@ from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything
 from tunebench.text import lead_k
+from tunebench.track import Tracking, open_tracking
 from tunebench.train import train
 from tunebench.trained import attach
 from tunebench.workbench import (
@@ -74,6 +75,8 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                      **tuned.facts}
     record.notes = list(tuned.notes)
     record.phases["setup"] = setup.as_dict()
+    bench.tracking.params(name, {"kind": record.kind, "train.seed": cfg.train.seed,
+                                 **{f"method.{k}": v for k, v in (record.settings or {}).items()}})
     if trained:
         lr = cfg.method_lr(method.name)
         if cfg.search.enabled:
@@ -87,8 +90,10 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         with PhaseMonitor() as phase:
             result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                            out_dir / "weights.safetensors", bench.tokenizer.pad_token_id, bench.show_progress,
-                           state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE)
+                           state_dir=out_dir / "checkpoint", cache_dir=bench.run_dir / FROZEN_CACHE,
+                           log=bench.tracking.logger(name))
         record.train = {"lr": lr, **asdict(result), **result.rates()}
+        bench.tracking.params(name, {"train.lr_used": lr})
         record.phases["train"] = phase.as_dict()
         check_finite(tuned, name)
         weights = out_dir / "weights.safetensors"
@@ -206,6 +211,8 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                                                          "prepare_s": prepare_s, "looks": looks,
                                                          **scores_header(bench, data_facts["source"])})
         results.save()
+    bench.tracking = open_tracking(cfg.track.to, to_dict(cfg), run_dir)
+    held.callback(bench.tracking.close)
     jobs = baseline_jobs(bench)
     for method in cfg.methods:
         for seed in seeds:
@@ -215,9 +222,10 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         for name, _ in jobs:
             if has_training_state(run_dir / name / "checkpoint"):
                 check_training_state(run_dir / name / "checkpoint")
-    run_jobs(jobs, results, run_dir)
+    run_jobs(jobs, results, run_dir, bench.tracking)
     sequential_evaluation(bench, results, rescorers(bench))
     write_outputs(results.data, run_dir)
+    bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
 
@@ -311,19 +319,24 @@ def rescorers(bench: Workbench):
     return rescore
 
 
-def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path) -> None:
+def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path,
+             tracking: Tracking | None = None) -> None:
     """Run each job not finished before, one at a time; each record is saved (and the report redrawn) as it ends.
-    A job that fails is recorded FAILED and the others go on."""
+    A job that fails is recorded FAILED and the others go on. `tracking`: each job is a tracker run, from its start
+    to its status."""
+    tracking = tracking or Tracking([], {})
     done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     for name, job in jobs:
         if name in done:
             distributed.say(f"tunebench: {name} finished before, kept")
             continue
         distributed.say(f"tunebench: {name} ...")
+        tracking.start(name)
         try:
             record = job()
         except Exception as exc:  # one method failing must not sink the others (KeyboardInterrupt still stops)
             record = Record.failed(name, "method", exc, traceback.format_exc())
             distributed.say(f"tunebench: {name} FAILED: {exc}")
+        tracking.end(name, record.status)
         results.add(record)
         write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in

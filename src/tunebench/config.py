@@ -19,6 +19,7 @@ from tunebench import metrics
 from tunebench.errors import TunebenchError, require_at_least, require_choice, require_file, require_positive
 from tunebench.methods import DEFAULT_METHODS, METHODS
 from tunebench.metrics import DEFAULT_METRICS
+from tunebench.track import check_trackers
 
 PRESETS = ("demo", "wide", "tuned", "seed", "smoke")
 BASELINES = ("lead", "zero-shot", "zero-shot-chat")
@@ -190,6 +191,18 @@ class SearchConfig:
     """Validation checks per trial; at each, successive halving may stop a trial that trails the others. Range: >= 1."""
 
 
+@dataclass
+class TrackConfig:
+    to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers fed while the run goes (track/): `tensorboard` (RUN/tb), `mlflow` (RUN/mlflow.db, or
+    MLFLOW_TRACKING_URI / track.mlflow_uri; needs mlflow-skinny), `wandb` (offline unless WANDB_MODE; needs wandb).
+    [] tracks nothing (the report and results.json are written regardless)."""
+    experiment: str = "tunebench"
+    """The experiment (MLflow) or project (W&B) the records' runs go in."""
+    mlflow_uri: str | None = None
+    """MLflow tracking URI (None: MLFLOW_TRACKING_URI if set, else sqlite:///RUN/mlflow.db)."""
+
+
 def _method_config() -> type:
     """`method.<name>`: one field per registered method, holding that method's own Settings dataclass."""
     fields = [(m.key, m.settings_class, field(default_factory=m.settings_class)) for m in METHODS.values()]
@@ -208,6 +221,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     method: MethodConfig = field(default_factory=MethodConfig)  # type: ignore[valid-type]
 
     def method_lr(self, method: str) -> float:
@@ -448,6 +462,7 @@ def validate(cfg: Config) -> None:
                              "articles of the first look; raise it or lower data.n_test")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device):
         raise TunebenchError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N; got '{cfg.train.device}'")
+    check_trackers(cfg.track.to)
     for baseline in cfg.eval.baselines:
         if baseline not in BASELINES:
             raise TunebenchError(f"unknown baseline '{baseline}' in eval.baselines"

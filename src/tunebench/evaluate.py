@@ -70,5 +70,5 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
         return record
 
     run_jobs([*baseline_jobs(bench), (record_name, score_trained)], results, out)
-    write_outputs(results.data, out)
+    write_outputs(results.data, out, tensorboard=True)
     return out

@@ -24,6 +24,7 @@ from tunebench.metrics import Articles, Metric
 from tunebench.models import load_model, load_tokenizer
 from tunebench.resources import PhaseMonitor
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
+from tunebench.track import Tracking
 from tunebench.train import per_article_loss
 
 
@@ -41,6 +42,8 @@ class Workbench:
     show_progress: bool = True
     metrics: list[Metric] = field(default_factory=list)
     """eval.metrics, loaded."""
+    tracking: Tracking = field(default_factory=lambda: Tracking([], {}))
+    """The experiment trackers the records log to (none until the run folder exists)."""
 
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,

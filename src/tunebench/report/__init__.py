@@ -1,4 +1,4 @@
-"""Everything a run shows, rebuilt from its results alone: report.md, plots/, report.html, tb/.
+"""Everything a run shows, rebuilt from its results alone: report.md, plots/, report.html (and tb/ on request).
 
 sections.py describes the document once; markdown.py and html.py render it; plots.py draws the figures;
 published.py holds published figures shown beside measured ones. Imports stay inside write_outputs so that
@@ -12,9 +12,10 @@ from pathlib import Path
 from tunebench.files import is_writer
 
 
-def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
-    """The markdown report always; plots, the self-contained HTML and TensorBoard events when `figures`.
-    Only the writer process (rank 0 under torchrun) writes."""
+def write_outputs(data: dict, run_dir: Path, figures: bool = True, tensorboard: bool = False) -> None:
+    """The markdown report always; plots and the self-contained HTML when `figures`; TensorBoard's events rebuilt
+    from the results when `tensorboard` (for folders no run logged to live: merged reports, re-scored records;
+    `compare` logs them while it runs, track/). Only the writer process (rank 0 under torchrun) writes."""
     from tunebench.report.markdown import write_report
 
     if not is_writer():
@@ -24,9 +25,10 @@ def write_outputs(data: dict, run_dir: Path, figures: bool = True) -> None:
         return
     from tunebench.report.html import write_html
     from tunebench.report.plots import draw_all
-    from tunebench.tb import write_tensorboard
+    from tunebench.track import replay_tensorboard
 
     plots = draw_all(data, run_dir / "plots")
     write_report(data, run_dir / "report.md", [p.name for p in plots])
     write_html(data, plots, run_dir / "report.html")
-    write_tensorboard(data, run_dir / "tb")
+    if tensorboard:
+        replay_tensorboard(data, run_dir)
