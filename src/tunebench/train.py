@@ -7,6 +7,7 @@ frozen, their output is computed once and reused every epoch (trunk_cache.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -28,6 +29,7 @@ from tunebench.data.format import Encoded, collate
 from tunebench.files import follow_umask
 from tunebench.methods.base import TunedModel, load_trainable_state, trainable_state
 from tunebench.runtime import Runtime
+from tunebench.track import replay_training
 from tunebench.trunk_cache import TrunkStates, build_trunk_states
 
 
@@ -365,6 +367,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     """
     run = setup(model, train_set, val_set, cfg, lr, runtime, pad_id, state_dir, cache_dir, probe)
     result, trainee, log = run.result, run.model, _writer_only(log)
+    if result.steps:  # resumed: the curves logged before the kill, again (the tracker's record started afresh)
+        replay_training(dataclasses.asdict(result), log)
     step = RankStep(run, train_set, pad_id, runtime, cfg.grad_accum_steps)
     best = math.inf if run.start["best"] is None else run.start["best"]
     out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step

@@ -145,12 +145,13 @@ def replay_training(train: dict, log) -> None:
     """A record's stored curves through a `log(values, step)` hook, as the training loop called it."""
     if log is None:
         return
-    steps_per_epoch = max(1, train.get("steps", 0) // max(1, train.get("epochs", 1)))
+    steps_per_epoch = (train.get("budget") or {}).get("steps_per_epoch") or \
+        max(1, train.get("steps", 0) // max(1, train.get("epochs", 1)))
     for step, (loss, lr) in enumerate(zip(train.get("train_loss_per_step", []), train.get("lr_per_step", []),
                                           strict=True), start=1):
         log({"train/loss": loss, "train/lr": lr}, step)
     for epoch, loss in enumerate(train.get("val_loss_per_epoch", []), start=1):
-        log({"val/loss": loss}, epoch * steps_per_epoch)
+        log({"val/loss": loss}, min(epoch * steps_per_epoch, train.get("steps", 0)))
 
 
 def predictions_text(path: Path) -> str | None:
