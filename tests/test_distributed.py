@@ -51,7 +51,8 @@ def runs(tmp_path_factory):
     sharpen(random_model("llama-tiny", len(tokenizer))).save_pretrained(base)
     tokenizer.save_pretrained(base)
     assert main(["compare", *settings(base), "--runs-dir", str(root / "single"), "--name", "r"]) == 0
-    job = torchrun("compare", *settings(base), "--runs-dir", str(root / "two"), "--name", "r", runs=root)
+    job = torchrun("compare", *settings(base), "track.to=[tensorboard,mlflow]", "--runs-dir", str(root / "two"),
+                   "--name", "r", runs=root)
     out, _ = job.communicate(timeout=600)
     assert job.returncode == 0, out
     return root / "single" / "r", root / "two" / "r", root, base, out
@@ -96,6 +97,15 @@ def test_two_processes_write_one_run_folder(runs):
     lora = next(r for r in data["records"] if r["name"] == "lora")
     ranks = lora["phases"]["train"]["ranks"]
     assert len(ranks) == 2 and lora["phases"]["train"]["peak_rss_mb"] == max(r["peak_rss_mb"] for r in ranks)
+    # only rank 0 tracks: one MLflow run and one TensorBoard folder per record, one loss point per step
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{two / 'mlflow.db'}")
+    tracked = client.search_runs([client.get_experiment_by_name("tunebench").experiment_id])
+    assert sorted(r.info.run_name for r in tracked) == sorted(r["name"] for r in data["records"])
+    assert sorted(p.name for p in (two / "tb").iterdir()) == sorted(r["name"] for r in data["records"])
+    lora_run = next(r for r in tracked if r.info.run_name == "lora")
+    assert len(client.get_metric_history(lora_run.info.run_id, "train/loss")) == lora["train"]["steps"]
     assert "2 processes (torchrun, data parallel)" in (two / "report.md").read_text()
 
 

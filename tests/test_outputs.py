@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from matplotlib import image
 
+from tunebench import metrics
 from tunebench.cli import main
 from tunebench.report.plots import PLOTS, lr_schedule, pairwise, quality_vs_cost, resource_timelines, val_loss
 
@@ -187,7 +188,7 @@ def test_html_and_markdown_reports_hold_the_same_sections(run, tmp_path):
 def _record(name, kind, rouge2, trained=True, epochs=1, samples=5):
     per = {"mean": rouge2, "ci95": [rouge2 - 1, rouge2 + 1]}
     rec = {"name": name, "kind": kind, "status": "SUCCESS", "method": name,
-           "eval": {"rouge": {k: per for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}},
+           "eval": {"scores": {k: per for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}},
            "params": {"trainable": 1000 if trained else 0},
            "phases": {"generation": {"wall_s": 2.0, "peak_rss_mb": 100.0,
                                      "samples": [{"t_s": i, "cpu_pct": 90.0, "rss_mb": 100.0}
@@ -198,12 +199,15 @@ def _record(name, kind, rouge2, trained=True, epochs=1, samples=5):
     return rec
 
 
+DESCRIBED = metrics.catalogue(metrics.chosen(["rouge"]))
+
+
 def test_plots_are_drawn_only_where_they_carry_information(tmp_path):
     baselines = {"records": [_record("zero-shot", "baseline", 3.0, trained=False),
                              _record("lead-1", "baseline", 5.0, trained=False, samples=1)]}
     assert quality_vs_cost(baselines, tmp_path / "q.png") is None  # nothing trained: no cost to plot against
     assert lr_schedule(baselines, tmp_path / "l.png") is None
-    one_epoch = {"records": [*baselines["records"], _record("lora", "method", 4.0)]}
+    one_epoch = {"records": [*baselines["records"], _record("lora", "method", 4.0)], "metrics": DESCRIBED}
     assert val_loss(one_epoch, tmp_path / "v.png") is None  # one point per method: the table says it
     assert val_loss({"records": [_record("lora", "method", 4.0, epochs=2)]}, tmp_path / "v.png") is not None
     assert quality_vs_cost(one_epoch, tmp_path / "q.png") is not None
@@ -227,7 +231,7 @@ def test_tensorboard_holds_hparams_and_predictions(run):
     assert info.hparams["record"].string_value == "lora"
     data = json.loads((run / "results.json").read_text())
     lora = next(r for r in data["records"] if r["name"] == "lora")
-    assert info.hparams["train.lr"].number_value == pytest.approx(lora["train"]["lr"])
+    assert info.hparams["train.lr_used"].number_value == pytest.approx(lora["train"]["lr"])
     assert info.hparams["method.r"].number_value == lora["settings"]["r"]
 
 
