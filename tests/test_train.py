@@ -82,3 +82,32 @@ def test_the_recorded_learning_rate_is_the_one_each_step_used(tiny_lm, tokenizer
                    tokenizer.pad_token_id, show_progress=False)
     assert result.steps == 4
     assert result.lr_per_step == pytest.approx([0.0, 5e-4, 1e-3, 5e-4])
+
+
+def test_the_log_hook_gets_every_step_and_every_validated_epoch(tiny_lm, tokenizer, cfg, tmp_path):
+    """A live tracker's hook: one train/loss (and its rate) per optimizer step, one val/loss per validated epoch."""
+    tuned = METHODS["lora"].build(tiny_lm, cfg, tokenizer)
+    train_set, val_set = _data(tokenizer)
+    tcfg = copy.deepcopy(cfg.train)
+    tcfg.epochs, tcfg.warmup_steps = 3, 1
+    points = []
+    result = train(tuned, train_set, val_set, tcfg, 1e-2, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+                   tokenizer.pad_token_id, show_progress=False, log=lambda values, step: points.append((step, values)))
+    steps = [(step, values) for step, values in points if "train/loss" in values]
+    assert [step for step, _ in steps] == list(range(1, result.steps + 1))
+    assert [values["train/loss"] for _, values in steps] == result.train_loss_per_step
+    assert [values["train/lr"] for _, values in steps] == result.lr_per_step
+    epochs = [(step, values) for step, values in points if "val/loss" in values]
+    per_epoch = result.steps // result.epochs
+    assert [step for step, _ in epochs] == [per_epoch * e for e in range(1, result.epochs + 1)]
+    assert [values["val/loss"] for _, values in epochs] == result.val_loss_per_epoch
+    assert len(points) == len(steps) + len(epochs)
+
+
+def test_the_log_hook_gets_no_validation_when_none_runs(tiny_lm, tokenizer, cfg, tmp_path):
+    tuned = METHODS["lora"].build(tiny_lm, cfg, tokenizer)
+    train_set, _ = _data(tokenizer)
+    points = []
+    result = train(tuned, train_set, [], cfg.train, 1e-3, resolve_runtime("fp32"), tmp_path / "w.safetensors",
+                   tokenizer.pad_token_id, show_progress=False, log=lambda values, step: points.append((step, values)))
+    assert [set(values) for _, values in points] == [{"train/loss", "train/lr"}] * result.steps

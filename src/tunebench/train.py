@@ -191,149 +191,263 @@ def per_article_loss(model: TunedModel, examples: list[Encoded], batch_size: int
     return [tuple(row) for row in rows]
 
 
-def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
-          runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
-          on_epoch_end: Callable[[int, TunedModel], None] | None = None, state_dir: Path | None = None,
-          cache_dir: Path | None = None, probe: Probe | None = None) -> TrainResult:
-    """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it.
+Log = Callable[[dict[str, float], int], None]
+"""A live tracker's hook: `log({"train/loss": 2.1, "train/lr": 1e-3}, step)`."""
 
-    With `state_dir`, the full training state is saved every `cfg.checkpoint_every_steps` optimizer steps and
-    at each epoch end, and training continues from it when it exists (a killed run resumes exactly).
-    With `cfg.cache_frozen`, frozen lower blocks run once per example (kept in `cache_dir` if given, else memory).
-    `cfg.budget` says when training ends (`plan`); a `probe` ends it earlier, for a learning-rate trial.
-    """
+
+@dataclass
+class Training:
+    """What the loop works with, made before its first step (torchtune's setup() / train() split)."""
+
+    model: TunedModel
+    """The model that trains: the one given to `train()`, or its sharded copy under FSDP."""
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    result: TrainResult
+    """Empty, or as the resumed checkpoint left it."""
+    start: dict
+    """Where the loop begins: epoch, micro-batch within it, best validation loss so far (None: none yet)."""
+    train_states: TrunkStates | None
+    val_states: TrunkStates | None
+    stop_at: int
+    """Optimizer steps to run: the plan's, or fewer for a probe."""
+    validate: bool
+    """Whether each epoch ends with a validation loss (that picks the best epoch)."""
+
+    def optimizer_step(self, max_grad_norm: float) -> float:
+        """Clip, step AdamW and the schedule, clear the gradients; returns the learning rate this step used."""
+        torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]  # before stepping the schedule: the rate of this step, not the next
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return lr
+
+
+def setup(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
+          runtime: Runtime, pad_id: int, state_dir: Path | None = None, cache_dir: Path | None = None,
+          probe: Probe | None = None) -> Training:
+    """Optimizer, schedule over the budget's plan, the resumed state (if `state_dir` holds one), frozen-trunk cache."""
     # FSDP2 under torchrun with train.fsdp: training runs on a sharded copy, whose best weights are loaded back
     # into `model` at the end (whole, for evaluation and export); otherwise `model` itself trains
-    trained, (model, sharded) = model, distributed.sharded_copy(model, cfg.fsdp)
+    model, sharded = distributed.sharded_copy(model, cfg.fsdp)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel per step instead of ~10 passes over every trained tensor (last-block trains 32M values);
     # not for sharded (DTensor) parameters, which take the foreach kernels
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay,
                                   fused=runtime.device.split(":")[0] in ("cpu", "cuda") and not sharded)
     budget = plan(train_set, cfg)
-    steps_per_epoch, total_steps = budget["steps_per_epoch"], budget["planned_steps"]
+    total_steps = budget["planned_steps"]
     scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total_steps), total_steps)
-    result, position = TrainResult(), {"epoch": 1, "micro": 0, "best": None}
+    result, start = TrainResult(), {"epoch": 1, "micro": 0, "best": None}
     if state_dir is not None and has_training_state(state_dir):
-        position, fields = load_training_state(state_dir, model, optimizer, scheduler)
+        start, fields = load_training_state(state_dir, model, optimizer, scheduler)
         result = TrainResult(**fields)
-    best = math.inf if position["best"] is None else position["best"]
-    tick = time.perf_counter()
     # with one epoch nothing would be reused: the cache would only add its writes and reads (measured 0.9x);
     # decided from the settings alone, so a resumed run takes the same path as an uninterrupted one
-    use_cache = cfg.cache_frozen and total_steps > steps_per_epoch and not sharded and model.frozen_depth() > 0
-    if distributed.world_size() > 1:
-        cache_dir = None  # each rank keeps its own in memory: files would have several writers
-    train_states = build_trunk_states(model, train_set, cfg.batch_size, pad_id, runtime, cache_dir) \
-        if use_cache else None
-    result.train_time_s += time.perf_counter() - tick  # computing the frozen part once is training work
-    tick = time.perf_counter()
-    val_states = build_trunk_states(model, val_set, cfg.batch_size, pad_id, runtime, cache_dir) \
-        if use_cache else None
-    result.val_time_s += time.perf_counter() - tick
-    result.frozen_cache = {}  # what this run does, not what a resumed checkpoint's run did
-    result.budget = budget
-    stop_at = min(total_steps, probe.steps) if probe else total_steps
+    use_cache = cfg.cache_frozen and total_steps > budget["steps_per_epoch"] and not sharded \
+        and model.frozen_depth() > 0
+    result.frozen_cache, result.budget = {}, budget  # what this run does, not what a resumed checkpoint's run did
+    train_states, val_states = _frozen_trunk(model, train_set, val_set, cfg.batch_size, pad_id, runtime,
+                                             cache_dir, result) if use_cache else (None, None)
     # the loss after each epoch picks the best one: with one epoch there is none to pick (a search's trial reads it)
     validate = bool(val_set) and (budget["epochs"] > 1 or probe is not None or cfg.validate_one_epoch)
+    return Training(model, params, optimizer, scheduler, result, start, train_states, val_states,
+                    stop_at=min(total_steps, probe.steps) if probe else total_steps, validate=validate)
 
+
+def _frozen_trunk(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], batch_size: int, pad_id: int,
+                  runtime: Runtime, cache_dir: Path | None,
+                  result: TrainResult) -> tuple[TrunkStates, TrunkStates | None]:
+    """The frozen lower blocks' output for every training and validation example, computed once; its time and
+    facts go into `result`."""
+    if distributed.world_size() > 1:
+        cache_dir = None  # each rank keeps its own in memory: files would have several writers
+    clock = Clock()
+    train_states = build_trunk_states(model, train_set, batch_size, pad_id, runtime, cache_dir)
+    result.train_time_s += clock.lap()  # computing the frozen part once is training work
+    val_states = build_trunk_states(model, val_set, batch_size, pad_id, runtime, cache_dir)
+    result.val_time_s += clock.lap()
+    result.frozen_cache = {**train_states.facts, "val_bytes": val_states.facts["bytes"] if val_states else 0}
+    return train_states, val_states
+
+
+class RankStep:
+    """The distributed bookkeeping of one optimizer step, so that the loop reads as if there were one process.
+
+    Each rank runs its share of every micro-batch, its loss normalised by the whole batch's target tokens; one
+    collective per optimizer step (none before) sums the gradients, the last micro-batch's loss, whether any rank's
+    clock says the time budget is spent (so every rank stops at the same step) and whether any rank failed (a
+    failure is held until then, so no rank is left waiting in a collective). A single process raises at once.
+    """
+
+    def __init__(self, training: Training, train_set: list[Encoded], pad_id: int, runtime: Runtime,
+                 grad_accum_steps: int):
+        self.training, self.train_set, self.pad_id, self.runtime = training, train_set, pad_id, runtime
+        self.grad_accum_steps = grad_accum_steps
+        self.deferred = distributed.Deferred()  # a failure on one rank, told to all at the step's collective
+        self.loss_sum = torch.zeros((), device=runtime.device)
+
+    def backward(self, indices: list[int], count: int, last: bool) -> None:
+        """Forward and backward of this rank's share of a micro-batch of `count` target tokens; `last`: the last
+        micro-batch of the optimizer step (where sharded training reduces its gradients)."""
+        mine = distributed.share(indices)
+        # a short last batch may leave a rank nothing: it then runs one example with weight 0 (sharded training
+        # needs every rank in every forward; the gradient it adds is zero)
+        weight = 1.0 if mine else 0.0
+        if self.deferred.error:
+            return
+        with self.deferred.guard():
+            model = self.training.model
+            batch = make_batch(self.train_set, mine or indices[:1], self.pad_id, self.runtime.device,
+                               self.training.train_states)
+            with self.runtime.autocast():
+                per_row, _ = per_example_loss(model, batch)
+            self.loss_sum = per_row.sum() * weight
+            distributed.sync_gradients(model, last)  # sharded: reduce in the last backward only
+            (self.loss_sum / count / self.grad_accum_steps).backward()
+
+    def reduce(self, count: int, late: bool, step: int) -> tuple[float, bool]:
+        """The step's collective: (the last micro-batch's loss per target token, whether any rank is `late`).
+        Raises RankFailed on every rank if one failed, FloatingPointError if the loss is not finite."""
+        device = self.runtime.device
+        if self.deferred.error:
+            self.loss_sum = torch.zeros((), device=device)
+        loss_sum, late_flag, failed = distributed.sum_gradients(
+            self.training.params, [self.loss_sum.detach().float(), torch.tensor(float(late), device=device),
+                                   self.deferred.flag(device)], device)
+        self.deferred.check(failed, f"training step {step}")
+        value = loss_sum.item() / count
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}; lower the lr")
+        return value, bool(late_flag.item())
+
+
+class Clock:
+    """Seconds between marks: training and validation time are each measured from the last mark."""
+
+    def __init__(self) -> None:
+        self.mark = time.perf_counter()
+
+    def restart(self) -> None:
+        self.mark = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.mark
+
+    def lap(self) -> float:
+        """Seconds since the last mark, and a new mark."""
+        now = time.perf_counter()
+        seconds, self.mark = now - self.mark, now
+        return seconds
+
+
+def _writer_only(log: Log | None) -> Log:
+    """The tracker hook on the writer; a no-op elsewhere and without one, so the loop calls it unconditionally."""
+    if log is None or not distributed.is_writer():
+        return lambda values, step: None
+    return log
+
+
+def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], cfg: TrainConfig, lr: float,
+          runtime: Runtime, checkpoint: Path, pad_id: int, show_progress: bool = True,
+          on_epoch_end: Callable[[int, TunedModel], None] | None = None, state_dir: Path | None = None,
+          cache_dir: Path | None = None, probe: Probe | None = None, log: Log | None = None) -> TrainResult:
+    """Train the parameters that require gradients; keep the best epoch (validation loss) on disk and reload it.
+
+    With `state_dir`, the full training state is saved every `cfg.checkpoint_every_steps` optimizer steps and
+    at each epoch end, and training continues from it when it exists (a killed run resumes exactly).
+    With `cfg.cache_frozen`, frozen lower blocks run once per example (kept in `cache_dir` if given, else memory).
+    `cfg.budget` says when training ends (`plan`); a `probe` ends it earlier, for a learning-rate trial.
+    `log`, on the writer, gets `{"train/loss", "train/lr"}` after every optimizer step and `{"val/loss"}` after
+    each epoch's validation, with the optimizer step count (from 1).
+    """
+    run = setup(model, train_set, val_set, cfg, lr, runtime, pad_id, state_dir, cache_dir, probe)
+    result, trainee, log = run.result, run.model, _writer_only(log)
+    step = RankStep(run, train_set, pad_id, runtime, cfg.grad_accum_steps)
+    best = math.inf if run.start["best"] is None else run.start["best"]
     out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step
-    deferred = distributed.Deferred()  # a failure on one rank, told to all at the step's collective
 
     def finished() -> bool:
-        return result.steps >= stop_at or out_of_time
-    if train_states is not None:
-        result.frozen_cache = {**train_states.facts, "val_bytes": val_states.facts["bytes"] if val_states else 0}
+        return result.steps >= run.stop_at or out_of_time
+
+    def validation_loss() -> float:
+        return evaluate_loss(trainee, val_set, cfg.batch_size, pad_id, runtime, run.val_states)
 
     def save_state(epoch: int, micro: int) -> None:
         if state_dir is not None:
             mark = {"epoch": epoch, "micro": micro, "best": None if math.isinf(best) else best}
-            save_training_state(state_dir, model, optimizer, scheduler, mark, result)
+            save_training_state(state_dir, trainee, run.optimizer, run.scheduler, mark, result)
 
-    bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step",
+    clock = Clock()
+    bar = tqdm(total=result.budget["planned_steps"], initial=result.steps, desc="train", unit="step",
                disable=not show_progress or not distributed.is_writer(), leave=False)
-    for epoch in range(position["epoch"], budget["epochs"] + 1):
+    for epoch in range(run.start["epoch"], result.budget["epochs"] + 1):
         if result.steps and finished():  # at least one step, whatever the clock says
             break
-        model.train()
-        tick = time.perf_counter()
+        trainee.train()
+        clock.restart()
         batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + epoch)
-        skip = position["micro"] if epoch == position["epoch"] else 0  # batches done before a resume
+        skip = run.start["micro"] if epoch == run.start["epoch"] else 0  # batches done before a resume
         for micro, indices in enumerate(batches[skip:], start=skip):
             # the whole batch's target tokens, known on every rank from the indices: the loss of each rank's
             # share is normalised by it, so the gradients summed over ranks are the whole batch's
             count = sum(len(train_set[i].target_ids) for i in indices)
-            mine = distributed.share(indices)
-            # a short last batch may leave a rank nothing: it then runs one example with weight 0 (sharded
-            # training needs every rank in every forward; the gradient it adds is zero)
-            weight = 1.0 if mine else 0.0
             step_now = not ((micro + 1) % cfg.grad_accum_steps and micro + 1 != len(batches))
-            if not deferred.error:
-                with deferred.guard():
-                    batch = make_batch(train_set, mine or indices[:1], pad_id, runtime.device, train_states)
-                    with runtime.autocast():
-                        per_row, _ = per_example_loss(model, batch)
-                    loss_sum = per_row.sum() * weight
-                    distributed.sync_gradients(model, step_now)  # sharded: reduce in the last backward only
-                    (loss_sum / count / cfg.grad_accum_steps).backward()
+            step.backward(indices, count, last=step_now)
             result.train_tokens += sum(len(train_set[i]) for i in indices)  # from the host: no device sync
             result.target_tokens += count
             if not step_now:
                 continue
-            if deferred.error:
-                loss_sum = torch.zeros((), device=runtime.device)
-            # one collective per optimizer step (none before): gradients, this micro-batch's loss, and whether
-            # any rank's clock says the time budget is spent (so every rank stops at the same step)
-            late = torch.tensor(float(cfg.budget == "seconds" and result.train_time_s + time.perf_counter() - tick
-                                      >= cfg.max_seconds), device=runtime.device)
-            loss_sum, late, failed = distributed.sum_gradients(
-                params, [loss_sum.detach().float(), late, deferred.flag(runtime.device)], runtime.device)
-            deferred.check(failed, f"training step {result.steps + 1}")
-            value = loss_sum.item() / count
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at step {result.steps + 1}; lower the lr")
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            result.lr_per_step.append(scheduler.get_last_lr()[0])  # the rate this step uses (before stepping it)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            late = cfg.budget == "seconds" and result.train_time_s + clock.elapsed() >= cfg.max_seconds
+            value, late = step.reduce(count, late, result.steps + 1)
+            result.lr_per_step.append(run.optimizer_step(cfg.max_grad_norm))
             result.steps += 1
             result.train_loss_per_step.append(value)
-            now = time.perf_counter()
-            result.train_time_s, tick = result.train_time_s + now - tick, now
+            result.train_time_s += clock.lap()
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
-            out_of_time = out_of_time or bool(late.item())
+            out_of_time = out_of_time or late
+            log({"train/loss": value, "train/lr": result.lr_per_step[-1]}, result.steps)
+            clock.restart()  # a tracker's time is not training time
             if finished():
                 break
             if probe and result.steps % probe.every == 0:
-                val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime, val_states)
-                model.train()
-                tick, result.val_time_s = time.perf_counter(), result.val_time_s + time.perf_counter() - now
+                val_loss = validation_loss()
+                trainee.train()
+                result.val_time_s += clock.lap()
                 probe.report(result.steps, val_loss)
             if cfg.checkpoint_every_steps and result.steps % cfg.checkpoint_every_steps == 0:
                 save_state(epoch, micro + 1)
-                tick = time.perf_counter()  # checkpoint writing is not training time
+                clock.restart()  # checkpoint writing is not training time
         result.epochs = epoch
-        tick = time.perf_counter()
-        val_loss = evaluate_loss(model, val_set, cfg.batch_size, pad_id, runtime, val_states) if validate else math.nan
-        result.val_time_s += time.perf_counter() - tick
-        if validate:
+        clock.restart()
+        val_loss = validation_loss() if run.validate else math.nan
+        result.val_time_s += clock.lap()
+        if run.validate:
             result.val_loss_per_epoch.append(val_loss)
-        if not validate or val_loss < best:  # without validation the last epoch is kept
+            log({"val/loss": val_loss}, result.steps)
+        if not run.validate or val_loss < best:  # without validation the last epoch is kept
             # a real copy on disk, not a reference to live tensors (docs/defects.md #10)
             best, result.best_epoch, result.best_step = val_loss, epoch, result.steps
-            atomic_save_file(trainable_state(model), checkpoint)
+            atomic_save_file(trainable_state(trainee), checkpoint)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, model)
+            on_epoch_end(epoch, trainee)
         save_state(epoch + 1, 0)
     bar.close()
+    return _finish(model, run, checkpoint, best)
+
+
+def _finish(model: TunedModel, run: Training, checkpoint: Path, best: float) -> TrainResult:
+    """Every rank loads the best epoch's weights (the writer saved them) into `model`, in evaluation mode."""
     distributed.barrier()  # the writer has saved the best weights: every rank reloads them
-    result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in optimizer.state.values()
+    result = run.result
+    result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in run.optimizer.state.values()
                                        for v in state.values() if torch.is_tensor(v))
-    result.best_val_loss = best if validate else math.nan
-    load_trainable_state(trained, load_file(str(checkpoint)))
-    trained.eval()
+    result.best_val_loss = best if run.validate else math.nan
+    load_trainable_state(model, load_file(str(checkpoint)))
+    model.eval()
     return result
 
 
