@@ -80,6 +80,17 @@ def test_data_show_prints_what_it_derived_and_warns_with_the_fix(tmp_path, capsy
     assert "data.strip_bylines=auto strips them only for a CNN/DailyMail source" in out
 
 
+
+@pytest.mark.parametrize("settings, shown", [
+    ([], "the budget (epochs) gives 8 optimizer steps per method over 2 epoch(s)"),  # 16 pairs, batch 4, 2 epochs
+    (["train.budget=steps", "train.max_steps=3"], "the budget (steps) gives 3 optimizer steps per method over 1 "),
+    (["train.max_steps=5"], "the budget (epochs) gives 5 optimizer steps per method over 2 epoch(s)"),
+])
+def test_data_show_counts_the_steps_training_will_take(capsys, settings, shown):
+    """`data show` gives the optimizer steps of train.plan, the plan training follows, whatever train.budget is."""
+    assert main(["data", "show", "--preset", "smoke", *(["--set", *settings] if settings else [])]) == 0
+    assert shown in capsys.readouterr().out
+
 def test_a_run_records_the_derived_settings(tmp_path):
     source = _cnn_style(tmp_path / "pairs.csv", rows=40)
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet", "--set",

@@ -1,4 +1,5 @@
-"""Command line: argument parsing only; the work is done by compare, trained, generate."""
+"""Command line: argument parsing, dispatch to each subcommand's function (`set_defaults(func=...)`), and bad input
+as one line; the work is done by compare, evaluate, trained, export, report and data."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tunebench.config import PRESETS, load_config
-from tunebench.errors import TunebenchError, is_folder_name, require_file
+from tunebench.errors import TunebenchError, is_folder_name
 from tunebench.files import check_runs_dir
 from tunebench.methods import METHODS
 
@@ -44,17 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tunebench", description="Compare fine-tuning methods for summarization.")
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="baselines + every configured method, one run folder")
+    compare.set_defaults(func=cmd_compare)
     _config_args(compare)
     compare.add_argument("--seeds", help="repeat every method with these train seeds, e.g. 0,1,2")
     compare.add_argument("--resume", metavar="RUN", help="continue a killed run: finished methods are kept, the "
                          "method in progress continues from its last checkpoint")
     train = sub.add_parser("train", help="train and evaluate one method")
+    train.set_defaults(func=cmd_train)
     train.add_argument("--seeds", help="repeat with these train seeds, e.g. 0,1,2")
     train.add_argument("--resume", metavar="RUN", help="continue a killed `tunebench train` run")
     train.add_argument("--method", help=f"one of {', '.join(METHODS)} (not needed with --resume)")
     _config_args(train)
     evaluate = sub.add_parser("evaluate", help="score a trained method again: in its run, or on other data (--data) "
                               "in a new folder")
+    evaluate.set_defaults(func=cmd_evaluate)
     evaluate.add_argument("target", help="RUN/METHOD, e.g. runs/demo-20261128-101500/lora")
     evaluate.add_argument("--data", metavar="SOURCE", help="score on this data source instead (anything data.source "
                           "takes: a CSV/JSONL/JSON/Parquet file, a folder, hf:<dataset>, xsum-sample); the baselines "
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with --data: data settings for SOURCE, e.g. data.text_column=body")
     evaluate.add_argument("--quiet", action="store_true")
     summarize = sub.add_parser("summarize", help="summarize new text with a trained method")
+    summarize.set_defaults(func=cmd_summarize)
     summarize.add_argument("--from", dest="source", required=True, help="RUN/METHOD, or RUN/pick: the method "
                            "the run's verdict picked")
     summarize.add_argument("file", help="a text file holding one article, - for standard input, or a CSV/JSONL/JSON/"
@@ -78,24 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
                            "(only eval.*: the rest describes how the method was trained)")
     export = sub.add_parser("export", help="a trained method as a standalone Hugging Face model folder (adapters "
                             "merged into the weights), with a model card")
+    export.set_defaults(func=cmd_export)
     export.add_argument("target", help="RUN/METHOD (or RUN/pick), e.g. runs/demo-20261128-101500/lora")
     export.add_argument("out", help="a new folder")
     report = sub.add_parser("report", help="rebuild report.md, report.html, plots and TensorBoard logs from "
                             "results.json; several runs are merged into one comparison")
+    report.set_defaults(func=cmd_report)
     report.add_argument("runs", nargs="+", help="run folders")
     report.add_argument("--out", help="a new folder for a merged report (default: runs/merged-<timestamp>); never "
                         "a folder that holds results")
     report.add_argument("--allow-different", action="store_true", help="merge runs that differ in model, test "
                         "articles, decoding or data: rows labelled by run, differences named in the report")
-    sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum sample")
+    sub.add_parser("fetch", help="prepare the offline default: convert the embedded model, fetch the XSum "
+                   "sample").set_defaults(func=cmd_fetch)
     config = sub.add_parser("config", help="look at the settings")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show_config = config_sub.add_parser("show", help="every setting: its value (after --preset, --config and "
                                         "--set), its type and what it does")
+    show_config.set_defaults(func=cmd_config_show)
     _config_args(show_config, run=False)
     data = sub.add_parser("data", help="look at the data before training")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     show = data_sub.add_parser("show", help="rows kept/skipped, token lengths, cost and examples per split")
+    show.set_defaults(func=cmd_data_show)
     _config_args(show, run=False)
     show.add_argument("--estimate", action="store_true", help="also estimate how long `compare` takes on this "
                       "machine, from a few training steps and one generation batch per method (loads the model)")
@@ -195,6 +205,12 @@ def cmd_compare(args: argparse.Namespace, methods: list[str] | None = None) -> N
                   f"ARTICLES.csv, or tunebench export {run_dir}/pick FOLDER")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    if not args.method and not args.resume:
+        raise TunebenchError(f"train needs --method ({', '.join(METHODS)}) or --resume RUN")
+    cmd_compare(args, methods=None if args.resume else [args.method])
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.data:
         from tunebench.evaluate import evaluate_on
@@ -211,90 +227,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.n is not None or args.out or args.set:
         raise TunebenchError("--n, --out and --set go with --data SOURCE; without it the method is scored again "
                              "on its run's own test articles")
-    from tunebench.files import claim_run_dir
-    from tunebench.results import ResultsFile, read_splits
-    from tunebench.trained import split_target
+    from tunebench.evaluate import evaluate_in_run
 
-    run_dir, method, name = split_target(args.target)
-    ResultsFile.load(run_dir / "results.json")  # damaged read-back files are refused before any model loads
-    read_splits(run_dir)
-    with claim_run_dir(run_dir, create=False):  # no other process writes the run meanwhile
-        _evaluate_in_run(args, run_dir, method, name)
-
-
-def _evaluate_in_run(args: argparse.Namespace, run_dir: Path, method: str, name: str) -> None:
-    from tunebench.report import write_outputs
-    from tunebench.results import ResultsFile, read_splits
-    from tunebench.trained import load_trained
-    from tunebench.workbench import evaluate_tuned, prepare
-
-    cfg, tuned, tokenizer = load_trained(run_dir, method, name)
-    bench, _ = prepare(cfg, run_dir, show_progress=not args.quiet, model=(tuned.lm, tokenizer))
-    recorded = read_splits(run_dir)["test"]
-    if bench.splits.ids()["test"] != recorded:
-        raise TunebenchError(f"the test articles of {run_dir} can no longer be rebuilt from its data source; "
-                             "the source changed since the run")
-    tuned.to(bench.runtime.device)
-    evaluation, phase = evaluate_tuned(bench, tuned, name)
-    results = ResultsFile.load(run_dir / "results.json")
-    data = results.data
-    record = next((r for r in data["records"] if r["name"] == name), {"name": name, "kind": "method", "phases": {}})
-    record.update(status="SUCCESS", eval=evaluation)
-    record.setdefault("phases", {})["generation"] = phase
-    results.add(record)
-    write_outputs(results.data, run_dir, tensorboard=True)
-    described = results.data.get("metrics") or {}
+    name, evaluation, described = evaluate_in_run(args.target, show_progress=not args.quiet)
     print(f"{name}: " + ", ".join(f"{described.get(k, {}).get('label', k)} {v['mean']:.2f}"
                                   for k, v in evaluation["scores"].items()))
-
-
-def _articles(args: argparse.Namespace) -> tuple[list[str], list[str], bool]:
-    """(ids, articles, whether the input is a table) from the summarize input, checked before any model loads."""
-    from tunebench.data.readers import FORMATS, UNDECODABLE, read_rows
-    from tunebench.data.sources import ID_COLUMNS, TEXT_COLUMNS
-
-    if args.file == "-":
-        text = sys.stdin.read()
-        if not text.strip():
-            raise TunebenchError("standard input is empty; give the article's text")
-        return ["-"], [text], False
-    path = Path(args.file)
-    require_file(path, "input file", "give a text file, a CSV/JSONL of articles or - for stdin")
-    if path.suffix.lower() not in FORMATS:  # one article of plain text; a table holds one article per row
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise TunebenchError(f"{path} is not UTF-8 text; give the article as UTF-8 text") from None
-        if not text.strip():
-            raise TunebenchError(f"{path} is empty; give non-empty text to summarize")
-        if "\0" in text:
-            raise TunebenchError(f"{path} holds NUL bytes: it looks binary, not an article; give the article as text")
-        return [path.name], [text], False
-    rows = read_rows(path)
-    columns = list(dict.fromkeys(key for row in rows[:50] for key in row if key != UNDECODABLE))
-    column = args.column or next((c for c in TEXT_COLUMNS if c in columns), None)
-    if column is None or column not in columns:
-        raise TunebenchError(f"{path} has no column {'`' + args.column + '`' if args.column else 'of articles'} "
-                             f"(its columns: {', '.join(map(str, columns)) or 'none'}); name it with --column")
-    id_column = next((c for c in ID_COLUMNS if c in columns), None)
-    ids, articles = [], []
-    for index, row in enumerate(rows):
-        if UNDECODABLE in row:
-            raise TunebenchError(f"{path} row {index + 1} is not UTF-8; re-save the file as UTF-8")
-        article = row.get(column)
-        if not isinstance(article, str) or not article.strip():
-            raise TunebenchError(f"{path} row {index + 1}: the article (column `{column}`) is empty or not text; "
-                                 "remove the row or fill it")
-        ids.append(str(row.get(id_column)) if id_column and row.get(id_column) not in (None, "") else str(index))
-        articles.append(article)
-    if not articles:
-        raise TunebenchError(f"{path} holds no articles")
-    return ids, articles, True
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from tunebench.data.articles import read_articles
     from tunebench.trained import load_trained, split_target, summarize_articles
 
     run_dir, method, name = split_target(args.source)
@@ -303,7 +246,7 @@ def cmd_summarize(args: argparse.Namespace) -> None:
         raise TunebenchError(f"summarize --set takes decoding settings (eval.*) and train.precision / train.device "
                              f"only, not {wrong[0]}: the others describe how the method was trained")
     load_config(config_file=str(run_dir / "config.yaml"), overrides=args.set)  # bad values: refused before loading
-    ids, articles, table = _articles(args)
+    ids, articles, table = read_articles(args.file, args.column)  # checked before the model loads
     cfg, tuned, tokenizer = load_trained(run_dir, method, name, args.set)
     bar = tqdm(total=len(articles), desc=f"{name}: summarize", unit="article", disable=args.quiet or not table)
     out = summarize_articles(cfg, tuned, tokenizer, articles, progress=bar)
@@ -387,26 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "compare":
-            cmd_compare(args)
-        elif args.command == "train":
-            if not args.method and not args.resume:
-                raise TunebenchError(f"train needs --method ({', '.join(METHODS)}) or --resume RUN")
-            cmd_compare(args, methods=None if args.resume else [args.method])
-        elif args.command == "evaluate":
-            cmd_evaluate(args)
-        elif args.command == "summarize":
-            cmd_summarize(args)
-        elif args.command == "export":
-            cmd_export(args)
-        elif args.command == "fetch":
-            cmd_fetch(args)
-        elif args.command == "report":
-            cmd_report(args)
-        elif args.command == "data":
-            cmd_data_show(args)
-        elif args.command == "config":
-            cmd_config_show(args)
+        args.func(args)
     except TunebenchError as exc:
         print(f"tunebench: error: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""`tunebench evaluate RUN/METHOD --data SOURCE`: score a trained method, and the baselines for context, on other
-data, in a new folder; the run it was trained in is only read."""
+"""`tunebench evaluate RUN/METHOD`: score a trained method again on its run's own test articles, in the run
+(`evaluate_in_run`); with `--data SOURCE`, on other data, and the baselines for context, in a new folder, the run
+it was trained in only read (`evaluate_on`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_json, atomic_write_text, claim_run_dir
 from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
-from tunebench.trained import attach, split_target
+from tunebench.trained import attach, load_trained, split_target
 from tunebench.workbench import evaluate_tuned, prepare, scores_header
 
 RESET_DATA = ["data.text_column=null", "data.summary_column=null", "data.id_column=null", "data.fraction=1.0",
@@ -72,3 +73,28 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
     run_jobs([*baseline_jobs(bench), (record_name, score_trained)], results, out)
     write_outputs(results.data, out, tensorboard=True)
     return out
+
+
+def evaluate_in_run(target: str, show_progress: bool = True) -> tuple[str, dict, dict]:
+    """Score the trained method `target` (RUN/METHOD) again on its run's test articles and write its record and the
+    run's report; returns (record name, its evaluation, the run's description of its scores)."""
+    run_dir, method, name = split_target(target)
+    ResultsFile.load(run_dir / "results.json")  # damaged read-back files are refused before any model loads
+    read_splits(run_dir)
+    with claim_run_dir(run_dir, create=False):  # no other process writes the run meanwhile
+        cfg, tuned, tokenizer = load_trained(run_dir, method, name)
+        bench, _ = prepare(cfg, run_dir, show_progress=show_progress, model=(tuned.lm, tokenizer))
+        recorded = read_splits(run_dir)["test"]
+        if bench.splits.ids()["test"] != recorded:
+            raise TunebenchError(f"the test articles of {run_dir} can no longer be rebuilt from its data source; "
+                                 "the source changed since the run")
+        tuned.to(bench.runtime.device)
+        evaluation, phase = evaluate_tuned(bench, tuned, name)
+        results = ResultsFile.load(run_dir / "results.json")
+        record = next((r for r in results.data["records"] if r["name"] == name),
+                      {"name": name, "kind": "method", "phases": {}})
+        record.update(status="SUCCESS", eval=evaluation)
+        record.setdefault("phases", {})["generation"] = phase
+        results.add(record)
+        write_outputs(results.data, run_dir, tensorboard=True)
+    return name, evaluation, results.data.get("metrics") or {}
