@@ -432,6 +432,7 @@ def test_a_run_folder_is_locked_while_written(made_run, tmp_path, capsys):
         claim_run_dir(run, create=True)
 
 
+@pytest.mark.e2e
 def test_two_compares_started_at_once_never_share_a_folder(tmp_path):
     cmd = [sys.executable, "-m", "tunebench", "compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name",
            "same", "--quiet", "--set", "methods=[last-block]", "eval.baselines=[lead]"]
@@ -475,6 +476,7 @@ def test_resume_with_overrides_is_refused_and_the_run_untouched(made_run, tmp_pa
 
 # --- item 2: non-finite trained weights ---
 
+@pytest.mark.e2e
 def test_nan_weights_after_training_make_the_method_failed(tmp_path, monkeypatch):
     import torch
 
@@ -568,6 +570,7 @@ def test_hub_id_without_network_fails_within_seconds(tmp_path, monkeypatch):
         models.hub_unreachable.cache_clear()
 
 
+@pytest.mark.e2e
 def test_hub_dataset_without_network_fails_within_seconds_in_one_line(tmp_path):
     from tunebench import models
 
@@ -622,6 +625,7 @@ def test_a_full_disk_while_writing_the_report_is_one_line(made_run, tmp_path, mo
     assert len(err) == 1 and "No space left on device writing" in err[0] and "free some space" in err[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
 def test_every_file_of_a_run_follows_the_umask(tmp_path, mask, file_mode, dir_mode):
     """Issue 24: weights, checkpoints' survivors, reports, plots, TensorBoard logs and adapters all get the mode any

@@ -141,6 +141,7 @@ def test_hub_layout_from_a_local_directory(tmp_path):
     assert splits.test[0].summary.endswith("\nMore.") and not splits.test[0].article.startswith("(CNN)")
 
 
+@pytest.mark.e2e
 def test_hub_without_network_names_the_alternatives(tmp_path):
     # a fresh interpreter, so the offline switches are read at import time
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

@@ -21,6 +21,7 @@ def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.e2e
 def test_summarize_a_jsonl_of_articles_writes_what_the_run_predicted(smoke_run, tmp_path, capsys):
     predictions = [json.loads(line) for line in (smoke_run / "lora" / "predictions.jsonl").read_text().splitlines()]
     examples = {ex.id: ex for ex in _examples()}
@@ -49,6 +50,7 @@ def test_summarize_a_jsonl_of_articles_writes_what_the_run_predicted(smoke_run, 
     ('{"body": "text"}\n', "a.jsonl", "has no column of articles (its columns: body)"),
     ("", "a.txt", "is empty"),
 ])
+@pytest.mark.e2e
 def test_summarize_refuses_bad_input_before_loading_the_model(smoke_run, tmp_path, capsys, content, name, message):
     path = tmp_path / name
     path.write_text(content)
@@ -57,6 +59,7 @@ def test_summarize_refuses_bad_input_before_loading_the_model(smoke_run, tmp_pat
     assert len(err) == 1 and err[0].startswith("tunebench: error: ") and message in err[0]
 
 
+@pytest.mark.e2e
 def test_evaluate_on_other_data_writes_a_new_folder_and_leaves_the_run_alone(smoke_run, tmp_path, capsys):
     before = {p.name: _digest(p) for p in smoke_run.glob("*.json")}
     other = tmp_path / "other.jsonl"
@@ -93,6 +96,7 @@ def test_evaluate_on_other_data_writes_a_new_folder_and_leaves_the_run_alone(smo
     assert main(["evaluate", str(smoke_run / "lora"), "--n", "3"]) == 2
 
 
+@pytest.mark.e2e
 def test_evaluate_on_the_runs_own_source_leaves_out_what_it_trained_on(smoke_run, tmp_path):
     out = tmp_path / "more"
     assert main(["evaluate", str(smoke_run / "lora"), "--data", "xsum-sample", "--n", "30", "--out", str(out),
@@ -103,6 +107,7 @@ def test_evaluate_on_the_runs_own_source_leaves_out_what_it_trained_on(smoke_run
     assert "leaving out the 20 pairs that run trained or validated on" in (out / "report.md").read_text()
 
 
+@pytest.mark.e2e
 def test_summarize_refuses_settings_other_than_decoding(smoke_run, tmp_path, capsys):
     article = tmp_path / "a.txt"
     article.write_text(_examples()[0].article)

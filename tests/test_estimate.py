@@ -5,6 +5,8 @@ import json
 import re
 import time
 
+import pytest
+
 from tunebench.cli import main
 
 RANGE = r"(\d+)-(\d+) s"
@@ -37,6 +39,7 @@ def test_estimate_names_every_record_and_adds_up(capsys):
     assert low <= high
 
 
+@pytest.mark.e2e
 def test_estimate_is_within_2x_of_the_comparison_it_estimates(capsys, tmp_path):
     settings = ["methods=[lora,last-block]", "eval.baselines=[lead,zero-shot]"]
     tick = time.perf_counter()

@@ -89,6 +89,7 @@ def test_settings_validation():
         load_config("smoke", overrides=["eval.num_beams=0"])
 
 
+@pytest.mark.e2e
 def test_repeats_over_seeds(tmp_path, capsys):
     args = ["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet", "--seeds", "0,1",
             "--set", "methods=[lora]", "eval.baselines=[zero-shot]"]

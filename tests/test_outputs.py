@@ -23,6 +23,7 @@ def run(smoke_run):
     return smoke_run
 
 
+@pytest.mark.e2e
 def test_every_plot_is_drawn_and_not_blank(run):
     assert {p.name for p in (run / "plots").iterdir()} == set(PLOTS) - NOT_IN_SMOKE
     for name in set(PLOTS) - NOT_IN_SMOKE:
@@ -32,6 +33,7 @@ def test_every_plot_is_drawn_and_not_blank(run):
         assert pixels.std() > 0.01, name  # not one flat colour
 
 
+@pytest.mark.e2e
 def test_html_report_is_self_contained(run):
     text = (run / "report.html").read_text()
     assert text.count('src="data:image/png;base64,') == len(PLOTS) - len(NOT_IN_SMOKE)
@@ -42,6 +44,7 @@ def test_html_report_is_self_contained(run):
         assert f"<td>{rec['name']}</td>" in text
 
 
+@pytest.mark.e2e
 def test_resource_and_efficiency_figures_are_recorded(run):
     data = json.loads((run / "results.json").read_text())
     lora = next(r for r in data["records"] if r["name"] == "lora")
@@ -55,6 +58,7 @@ def test_resource_and_efficiency_figures_are_recorded(run):
     assert lora["artifacts"]["weights_bytes"] >= 4 * trainable
 
 
+@pytest.mark.e2e
 def test_frozen_cache_and_phase_times_are_reported(run):
     data = json.loads((run / "results.json").read_text())
     last_block = next(r for r in data["records"] if r["name"] == "last-block")
@@ -74,6 +78,7 @@ def test_frozen_cache_and_phase_times_are_reported(run):
         assert train > 0 if rec.get("train") else train == 0
 
 
+@pytest.mark.e2e
 def test_tensorboard_events_hold_the_training_curves(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -86,6 +91,7 @@ def test_tensorboard_events_hold_the_training_curves(run):
     assert len(events.Scalars("val/loss")) == len(lora["train"]["val_loss_per_epoch"])
 
 
+@pytest.mark.e2e
 def test_report_rebuilds_from_results_alone_and_merges_runs(run, tmp_path):
     before = (run / "report.md").read_text()
     copy = tmp_path / "copy"
@@ -101,12 +107,14 @@ def test_report_rebuilds_from_results_alone_and_merges_runs(run, tmp_path):
     assert "- s/lora vs copy/lora: " in (tmp_path / "merged" / "report.md").read_text()
 
 
+@pytest.mark.e2e
 def test_pairwise_picture_needs_two_records(run, tmp_path):
     data = json.loads((run / "results.json").read_text())
     assert pairwise({**data, "records": data["records"][:1]}, tmp_path / "p.png") is None
     assert pairwise(data, tmp_path / "p.png") is not None
 
 
+@pytest.mark.e2e
 def test_report_renders_in_headless_chromium(run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -168,6 +176,7 @@ def _markdown_parts(text: str) -> dict:
     return found
 
 
+@pytest.mark.e2e
 def test_html_and_markdown_reports_hold_the_same_sections(run, tmp_path):
     """Both come from one description of the sections: every heading, paragraph, table cell, list item and
     figure of report.md is in report.html, in the same order of sections, and the HTML has no other section."""
@@ -215,6 +224,7 @@ def test_plots_are_drawn_only_where_they_carry_information(tmp_path):
                               tmp_path / "r.png") is None
 
 
+@pytest.mark.e2e
 def test_tensorboard_holds_hparams_and_predictions(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -235,6 +245,7 @@ def test_tensorboard_holds_hparams_and_predictions(run):
     assert info.hparams["method.r"].number_value == lora["settings"]["r"]
 
 
+@pytest.mark.e2e
 def test_merge_refuses_runs_that_cannot_be_compared(run, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()
@@ -255,6 +266,7 @@ def test_merge_refuses_runs_that_cannot_be_compared(run, tmp_path, capsys):
     assert "## Across seeds" not in text  # s/lora and other/lora are not two seeds of one method
 
 
+@pytest.mark.e2e
 def test_merge_never_writes_into_a_run(run, tmp_path, capsys):
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -272,6 +284,7 @@ def test_merge_never_writes_into_a_run(run, tmp_path, capsys):
     assert (copy / "results.json").read_bytes() == before
 
 
+@pytest.mark.e2e
 def test_every_record_has_its_predictions_under_its_name_and_in_tensorboard(run):
     """Issue 25's bug: Lead-k wrote its predictions to lead/ while its record is lead-1, so TensorBoard (which finds
     predictions by record name) never showed them. Every record's predictions are found from its name."""

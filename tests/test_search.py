@@ -103,6 +103,7 @@ def test_a_budget_without_its_amount_is_refused():
         load_config("smoke", overrides=["train.budget=tokens"])
 
 
+@pytest.mark.e2e
 def test_compare_with_search_records_plots_and_reports_it(tmp_path):
     import json
 

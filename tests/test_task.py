@@ -91,6 +91,7 @@ def test_data_show_counts_the_steps_training_will_take(capsys, settings, shown):
     assert main(["data", "show", "--preset", "smoke", *(["--set", *settings] if settings else [])]) == 0
     assert shown in capsys.readouterr().out
 
+@pytest.mark.e2e
 def test_a_run_records_the_derived_settings(tmp_path):
     source = _cnn_style(tmp_path / "pairs.csv", rows=40)
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet", "--set",

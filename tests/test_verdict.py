@@ -187,6 +187,7 @@ def test_the_normal_approximation_matches_the_exact_permutation_test():
         assert erfc(z / sqrt(2)) == pytest.approx(exact, abs=0.02)
 
 
+@pytest.mark.e2e
 def test_older_results_files_get_their_tests_recomputed(smoke_run, tmp_path):
     """A version 3 file stored a verdict without looks or correction: reading it recomputes it as one look."""
     import json
