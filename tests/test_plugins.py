@@ -65,7 +65,8 @@ def test_a_metric_of_ones_own_reaches_every_output(toy_run):
     data = json.loads((toy_run / "results.json").read_text())
     assert data["metrics"]["words"] == {"key": "words", "label": "words", "title": "summary length in words",
                                         "higher_is_better": True, "digits": 2, "pairwise": True,
-                                        "about": "how long the summary is", "metric": "words_toy"}
+                                        "about": "how long the summary is", "descriptive": False,
+                                        "metric": "words_toy"}
     assert "test_loss" not in data["metrics"]  # only what eval.metrics names
     for rec in data["records"]:
         predictions = [json.loads(line) for line in (toy_run / rec["name"] / "predictions.jsonl").read_text()
@@ -140,6 +141,8 @@ def test_a_metric_that_is_not_there_is_one_line(tmp_path):
         load_config("smoke", overrides=["eval.metrics=[rouge,bleurt]"])
     with pytest.raises(TunebenchError, match="'eval.decide_on' must be one of"):
         load_config("smoke", overrides=["eval.metrics=[test_loss]"])  # decide_on rouge1 is not among its scores
+    with pytest.raises(TunebenchError, match="'eval.decide_on' must be one of"):
+        load_config("smoke", overrides=["eval.decide_on=novel_bigrams"])  # descriptive: it cannot decide
     cfg = load_config("smoke", overrides=["eval.metrics=[test_loss]", "eval.decide_on=test_loss"])
     assert cfg.eval.metrics == ["test_loss"]
 

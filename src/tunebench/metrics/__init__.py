@@ -27,7 +27,7 @@ import numpy as np
 from tunebench.errors import TunebenchError
 from tunebench.stats import bootstrap_ci
 
-DEFAULT_METRICS = ["rouge", "test_loss"]
+DEFAULT_METRICS = ["rouge", "test_loss", "faithfulness"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class Score:
     always is)."""
     about: str = ""
     """One sentence for the report: what it measures, what it cannot show."""
+    descriptive: bool = False
+    """Describes the summaries (length, copying): compared pairwise as 'higher'/'lower', never 'better', shown in
+    a table of its own, and never decides the verdict."""
 
     def describe(self, metric: str) -> dict:
         return {**dataclasses.asdict(self), "metric": metric}

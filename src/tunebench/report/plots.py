@@ -109,16 +109,22 @@ def score_bars(data: dict, path: Path) -> Path | None:
     keys = [k for k in scores_described(data) if any(k in r["eval"]["scores"] for r in recs)]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 2.5, 4), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    columns = min(len(keys), 5)
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns + 1.5, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         shown = [r for r in recs if key in r["eval"]["scores"]]
         means = np.array([r["eval"]["scores"][key]["mean"] for r in shown])
         lows = means - np.array([r["eval"]["scores"][key]["ci95"][0] for r in shown])
         highs = np.array([r["eval"]["scores"][key]["ci95"][1] for r in shown]) - means
         ax.bar(np.arange(len(shown)), means, yerr=[lows, highs], capsize=3, color=[colour(r) for r in shown])
         ax.set_xticks(np.arange(len(shown)), [r["name"] for r in shown], rotation=60, ha="right", fontsize=7)
-        better = "higher" if scores_described(data)[key].get("higher_is_better", True) else "lower"
-        ax.set_title(f"{label(data, key)} ({better} is better)", fontsize=9)
+        described = scores_described(data)[key]
+        better = "descriptive" if described.get("descriptive") else \
+            f"{'higher' if described.get('higher_is_better', True) else 'lower'} is better"
+        ax.set_title(f"{label(data, key)} ({better})", fontsize=9)
     fig.suptitle("Every score on the test articles (mean, 95% bootstrap CI)")
     return _save(fig, path)
 

@@ -75,10 +75,19 @@ def score_cell(data: dict, scores: dict, key: str) -> str:
     return f"{score_text(data, key, scores[key]['mean'])} [{score_text(data, key, low)}, {score_text(data, key, high)}]"
 
 
+def judged(data: dict) -> list[str]:
+    """The score keys that say how good a summary is (the comparison table's); descriptive ones have their own."""
+    return [k for k, d in scores_described(data).items() if not d.get("descriptive")]
+
+
+def descriptive(data: dict) -> list[str]:
+    return [k for k, d in scores_described(data).items() if d.get("descriptive")]
+
+
 def header(data: dict) -> list[str]:
-    """HEADER with one column per score."""
+    """HEADER with one column per (non-descriptive) score."""
     i = HEADER.index("<scores>")
-    return HEADER[:i] + [label(data, k) for k in scores_described(data)] + HEADER[i + 1:]
+    return HEADER[:i] + [label(data, k) for k in judged(data)] + HEADER[i + 1:]
 
 
 def _num(value, fmt: str = "{:,}") -> str:
@@ -98,7 +107,7 @@ def table_rows(data: dict) -> list[list[str]]:
         tokens = ev.get("mean_new_tokens")
         gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
         rows.append([rec["name"], rec["status"], str(len(ev["per_article"]))]
-                    + [score_cell(data, ev["scores"], k) for k in scores_described(data)] + [
+                    + [score_cell(data, ev["scores"], k) for k in judged(data)] + [
             gen,
             _num(params.get("trainable")),
             _num(train.get("train_time_s"), "{:.0f}"),
@@ -147,6 +156,10 @@ def _difference_words(data: dict, test: dict) -> str:
 
     def num(x: float, signed: bool = False) -> str:
         return score_text(data, key, x, signed)
+    if significant(test) and scores_described(data).get(key, {}).get("descriptive"):
+        higher, lower = (a, b) if test["mean"] > 0 else (b, a)
+        return (f"{higher} higher than {lower} on {name} by {num(abs(test['mean']))} "
+                f"[{num(min(abs(low), abs(high)))}, {num(max(abs(low), abs(high)))}], p = {test['p_value']:.3g}")
     if significant(test):
         better_a = (test["mean"] > 0) != bool(test.get("lower_is_better"))
         winner, loser = (a, b) if better_a else (b, a)
@@ -291,7 +304,7 @@ def signals_line(data: dict) -> list[str]:
     deciding = {(t["a"], t["b"]): t for t in data.get("comparisons", []) if t["metric"] == key and significant(t)}
     lines = []
     for other, desc in described.items():
-        if desc.get("metric") == described[key].get("metric"):
+        if desc.get("metric") == described[key].get("metric") or desc.get("descriptive"):
             continue
         scored = [r for r in data["records"] if r["status"] == "SUCCESS" and other in r["eval"]["scores"]]
         if len(scored) < 2:
@@ -328,6 +341,23 @@ def _data_line(facts: dict) -> str:
         parts.append(f"{name}: {split['rows_read']} rows read of {split['rows_in_source']}, "
                      f"{split['rows_kept']} kept ({skipped})")
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
+
+
+def descriptive_section(data: dict) -> list[Section]:
+    """The descriptive scores (e.g. faithfulness signals) per record: a table of their means and intervals, with
+    what each can and cannot show."""
+    keys = descriptive(data)
+    recs = [r for r in data["records"] if r["status"] == "SUCCESS" and any(k in r["eval"]["scores"] for k in keys)]
+    if not keys or not recs:
+        return []
+    described = scores_described(data)
+    about = "; ".join(f"{label(data, k)}: {described[k]['title']}" for k in keys)
+    return [Section("What the summaries say (descriptive)", [
+        Para(f"Signals computed from each summary and its article, per article (mean [95% bootstrap CI]); they "
+             f"describe, they do not rank: {about}. They cannot tell whether a paraphrase is true or a name a "
+             "synonym; a summary that copies its article scores 0 on all three shares (docs/metrics.md)."),
+        Table(["record", *(label(data, k) for k in keys)],
+              [[r["name"], *(score_cell(data, r["eval"]["scores"], k) for k in keys)] for r in recs])])]
 
 
 def _published(data: dict) -> list[Section]:
@@ -496,6 +526,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
              "'gen tokens' is the mean generated length and the share of summaries that hit the limit."),
         table(data)]))
     out += seed_summary(data)
+    out += descriptive_section(data)
     lines = comparisons(data)
     if lines:
         out.append(Section("Which differences are significant", collapsed=True, blocks=[
