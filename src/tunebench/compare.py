@@ -209,7 +209,8 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                                                              {**bench.runtime.as_dict(),
                                                               "processes": distributed.world_size()}),
                                                          "prepare_s": prepare_s, "looks": looks,
-                                                         **scores_header(bench, data_facts["source"])})
+                                                         **scores_header(bench, data_facts["source"]),
+                                                         "provenance": provenance(cfg)})
         results.save()
     bench.tracking = open_tracking(cfg.track.to, to_dict(cfg), run_dir)
     held.callback(bench.tracking.close)
@@ -228,6 +229,15 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
+
+
+def provenance(cfg: Config) -> dict:
+    """sha256 of the model's weight files and of the data file(s), or their Hub revisions (provenance.py)."""
+    from tunebench.data.sources import source_path
+    from tunebench.provenance import data_provenance, model_provenance
+
+    return {"model": model_provenance(cfg.model.name),
+            "data": data_provenance(source_path(cfg.data.source), cfg.data.source)}
 
 
 def data_hashes(bench: Workbench) -> dict[str, str]:

@@ -52,7 +52,7 @@ class Section:
 
 
 HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "train s",
-          "train tok/s", "generate s", "peak RSS MB", "best epoch"]
+          "train tok/s", "generate s", "peak RSS MB", "RSS mean / p99 MB", "best epoch"]
 """The comparison table's columns; `<scores>` stands for one column per score of the run's metrics."""
 
 
@@ -94,6 +94,13 @@ def _num(value, fmt: str = "{:,}") -> str:
     return "" if value is None else fmt.format(value)
 
 
+def _rss_spread(phase: dict) -> str:
+    """Mean and 99th percentile of the RSS sampled during training (generation for a baseline), as PEFT reports."""
+    if phase.get("rss_mean_mb") is None:
+        return ""
+    return f"{phase['rss_mean_mb']:,.0f} / {phase['rss_p99_mb']:,.0f}"
+
+
 def table_rows(data: dict) -> list[list[str]]:
     """One row per record: the cells of the comparison table, formatted from the results file."""
     rows = []
@@ -114,6 +121,7 @@ def table_rows(data: dict) -> list[list[str]]:
             _num(train.get("train_tokens_per_s"), "{:.0f}"),
             _num(phases.get("generation", {}).get("wall_s"), "{:.0f}"),
             _num(peak, "{:.0f}"),
+            _rss_spread(phases.get("train") or phases.get("generation") or {}),
             _num(train.get("best_epoch")),
         ])
     return rows
@@ -324,6 +332,26 @@ def signals_line(data: dict) -> list[str]:
     return lines
 
 
+def provenance_line(data: dict) -> str:
+    """Versions, commit and file hashes the run's numbers came from."""
+    env, prov = data.get("environment") or {}, data.get("provenance") or {}
+    versions = env.get("packages") or {}
+    if not versions:
+        return ""
+    parts = [f"tunebench {versions.get('tunebench')}"
+             + (f" (commit {env['git_commit'][:10]})" if env.get("git_commit") else ""),
+             *(f"{name} {versions[name]}" for name in ("torch", "transformers", "peft") if versions.get(name)),
+             f"Python {env.get('python')}"]
+    for what in ("model", "data"):
+        item = prov.get(what) or {}
+        hashes = item.get("sha256") or {}
+        if hashes:
+            parts.append(f"{what} " + ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in hashes.items()))
+        elif item.get("hub_id"):
+            parts.append(f"{what} {item['hub_id']} at revision {item.get('revision') or 'not cached'}")
+    return "Provenance: " + "; ".join(parts) + " (full hashes in results.json)."
+
+
 def derived_line(facts: dict) -> str:
     """The task settings derived from the training summaries (left at `auto`), with what they came from."""
     derived = facts.get("derived") or {}
@@ -508,7 +536,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  + (f" per process, {env['processes']} processes (torchrun, data parallel)"
                     if env.get("processes", 1) > 1 else "") + ".")]
     lead += [Para(line) for line in [_data_line(facts), derived_line(facts), *evaluation_line(data),
-                                     *merged_line(data)] if line]
+                                     *merged_line(data), provenance_line(data)] if line]
     pick = advice(data)
     if pick:
         lead.insert(0, Para(pick[0], box=True))
