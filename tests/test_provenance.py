@@ -38,3 +38,20 @@ def test_a_changed_data_row_changes_the_hash_and_a_merge_names_it(tmp_path, smok
 
 def test_a_hub_id_records_its_revision_not_a_hash():
     assert set(model_provenance("gpt2")) == {"hub_id", "revision"}
+
+
+def test_checkpoint_size_is_the_bytes_on_disk_and_soft_prompts_say_what_they_add(smoke_run):
+    """Issue 26: what serving a method costs besides the base model: its checkpoint on disk, and the positions a
+    soft prompt or prefix adds to every prompt (merged LoRA adds none)."""
+    data = json.loads((smoke_run / "results.json").read_text())
+    records = {r["name"]: r for r in data["records"]}
+    lora = records["lora"]["artifacts"]
+    on_disk = sum(p.stat().st_size for p in (smoke_run / "lora" / "peft_adapter").rglob("*.safetensors"))
+    assert lora["peft_adapter_bytes"] == on_disk > 0
+    assert records["last-block"]["artifacts"]["weights_bytes"] == (smoke_run / "last-block" /
+                                                                   "weights.safetensors").stat().st_size
+    assert records["prompt-tuning"]["params"]["positions_added"] == data["config"]["method"]["prompt_tuning"][
+        "num_virtual_tokens"] > 0
+    assert records["lora"]["params"]["positions_added"] == 0
+    header = next(line for line in (smoke_run / "report.md").read_text().splitlines() if line.startswith("| method"))
+    assert "checkpoint MB" in header and "prompt positions added" in header

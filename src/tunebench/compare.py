@@ -72,7 +72,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         tuned = method.build(lm, cfg, bench.tokenizer).to(bench.runtime.device)
     total, trainable = count_parameters(tuned)
     record.params = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
-                     **tuned.facts}
+                     "positions_added": method.settings(cfg).positions_added() if trained else 0, **tuned.facts}
     record.notes = list(tuned.notes)
     record.phases["setup"] = setup.as_dict()
     bench.tracking.params(name, {"kind": record.kind, "train.seed": cfg.train.seed,
@@ -107,6 +107,8 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
 
             distributed.on_writer(export)
             record.artifacts["peft_adapter"] = f"{name}/peft_adapter"
+            record.artifacts["peft_adapter_bytes"] = sum(p.stat().st_size for p in (out_dir / "peft_adapter").rglob(
+                "*.safetensors"))
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
     record.status = "SUCCESS"
     for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept

@@ -51,8 +51,9 @@ class Section:
     """HTML shows only the title until clicked (the full numbers behind a picture)."""
 
 
-HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "train s",
-          "train tok/s", "generate s", "peak RSS MB", "RSS mean / p99 MB", "best epoch"]
+HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "checkpoint MB",
+          "prompt positions added", "train s", "train tok/s", "generate s", "peak RSS MB", "RSS mean / p99 MB",
+          "best epoch"]
 """The comparison table's columns; `<scores>` stands for one column per score of the run's metrics."""
 
 
@@ -94,6 +95,12 @@ def _num(value, fmt: str = "{:,}") -> str:
     return "" if value is None else fmt.format(value)
 
 
+def _checkpoint_mb(artifacts: dict) -> str:
+    """What serving the method needs on disk beside the base model: its PEFT adapter, else its saved weights."""
+    size = artifacts.get("peft_adapter_bytes") or artifacts.get("weights_bytes")
+    return "" if not size else f"{size / 2**20:,.2f}"
+
+
 def _rss_spread(phase: dict) -> str:
     """Mean and 99th percentile of the RSS sampled during training (generation for a baseline), as PEFT reports."""
     if phase.get("rss_mean_mb") is None:
@@ -117,6 +124,8 @@ def table_rows(data: dict) -> list[list[str]]:
                     + [score_cell(data, ev["scores"], k) for k in judged(data)] + [
             gen,
             _num(params.get("trainable")),
+            _checkpoint_mb(rec.get("artifacts") or {}),
+            _num(params.get("positions_added") or None),
             _num(train.get("train_time_s"), "{:.0f}"),
             _num(train.get("train_tokens_per_s"), "{:.0f}"),
             _num(phases.get("generation", {}).get("wall_s"), "{:.0f}"),
