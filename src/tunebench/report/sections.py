@@ -380,6 +380,34 @@ def _data_line(facts: dict) -> str:
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
 
 
+def versus_base_lines(data: dict) -> list[str]:
+    """For a score read as a change from the base model (e.g. forgetting): each method minus the baseline that has
+    it, paired by article, with the 95% paired bootstrap interval and the sign-flip p-value (unadjusted)."""
+    lines = []
+    for key, desc in scores_described(data).items():
+        if not desc.get("versus_base"):
+            continue
+        with_score = [r for r in data["records"] if r["status"] == "SUCCESS" and key in r["eval"]["scores"]]
+        base = next((r["name"] for r in with_score if r["kind"] == "baseline"), None)
+        if base is None:
+            continue
+        parts = []
+        for rec in (r for r in with_score if r["kind"] == "method"):
+            test = next((t for t in data.get("comparisons", []) if t["metric"] == key and {t["a"], t["b"]} ==
+                         {rec["name"], base}), None)
+            if test is None:
+                continue
+            sign = 1 if test["a"] == rec["name"] else -1
+            low, high = sorted(sign * x for x in test["ci95"])
+            parts.append(f"{rec['name']} {score_text(data, key, sign * test['mean'], True)} "
+                         f"[{score_text(data, key, low, True)}, {score_text(data, key, high, True)}], "
+                         f"p = {test['p_value']:.3g}")
+        if parts:
+            lines.append(f"Change from the base model ({base}) in {desc['title']}, method minus base, paired over "
+                         f"the test articles ({desc.get('about', '')}): " + "; ".join(parts) + ".")
+    return lines
+
+
 def descriptive_section(data: dict) -> list[Section]:
     """The descriptive scores (e.g. faithfulness signals) per record: a table of their means and intervals, with
     what each can and cannot show."""
@@ -392,9 +420,10 @@ def descriptive_section(data: dict) -> list[Section]:
     return [Section("What the summaries say (descriptive)", [
         Para(f"Signals computed from each summary and its article, per article (mean [95% bootstrap CI]); they "
              f"describe, they do not rank: {about}. They cannot tell whether a paraphrase is true or a name a "
-             "synonym; a summary that copies its article scores 0 on all three shares (docs/metrics.md)."),
+             "synonym; a summary that copies its article adds no numbers, names or word pairs (docs/metrics.md)."),
         Table(["record", *(label(data, k) for k in keys)],
-              [[r["name"], *(score_cell(data, r["eval"]["scores"], k) for k in keys)] for r in recs])])]
+              [[r["name"], *(score_cell(data, r["eval"]["scores"], k) for k in keys)] for r in recs]),
+        *(Para(line) for line in versus_base_lines(data))])]
 
 
 def _published(data: dict) -> list[Section]:
