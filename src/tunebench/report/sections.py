@@ -546,6 +546,8 @@ def evaluation_line(data: dict) -> list[str]:
 
 FIGURES = {"quality_vs_cost.png": "The deciding metric (95% intervals) against the cost of each trained method; "
                                    "baselines as horizontal lines",
+           "quality_vs_serving.png": "The deciding metric against serving cost (checkpoint size, prompt positions "
+                                      "added, generation seconds per summary) and forgetting",
            "pairwise.png": "Every pair of records on the deciding metric: row minus column; ● separated by the "
                            "verdict's corrected test, ○ by an unadjusted one only",
            "scores.png": "Every score per record with its 95% bootstrap interval",
