@@ -184,3 +184,19 @@ def test_tensorboard_events_are_on_disk_while_training(toy_run):
     assert [step for step, _ in seen] == list(range(1, steps + 1))
     for step, on_disk in seen:  # every step so far readable before the next one is taken
         assert on_disk == list(range(1, step + 1))
+
+
+def test_wandb_offline_when_its_package_is_installed(tmp_path):
+    """W&B is optional (make setup does not install it): with its package, each record is one offline run that holds
+    its curves, final scores, predictions and the report; without it, this is skipped and track.to=[wandb] is a
+    one-line refusal (tests/test_bad_input.py)."""
+    pytest.importorskip("wandb")
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "w", "--quiet", "--set",
+                 "methods=[lora]", "eval.baselines=[lead]", "track.to=[wandb]"]) == 0
+    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # lead-1 and lora
+    logs = [next(run.glob("run-*.wandb")).read_bytes() for run in runs]
+    trained = [log for log in logs if b"train/loss" in log]
+    assert len(trained) == 1 and b"test/rouge1" in trained[0]
+    for run in runs:
+        assert {"predictions.jsonl", "report.md", "results.json"} <= {p.name for p in (run / "files").iterdir()}
