@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (set up from nothing, run the method comparison on the offline
-# default) and `make test` (set up from nothing, run lint + the whole test suite, slow tests included).
+# default) and `make test` (set up from nothing, run lint + the whole test suite, slow and e2e tests included).
+# `make test-fast`: the unit tests alone (no real model, no whole runs), a few minutes on 2 cores.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,8 +26,9 @@ test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
+# the units alone: slow (real model) and e2e (whole runs, subprocesses, torchrun) tests are what `make test` adds
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not e2e"
 
 clean:
 	rm -rf $(VENV) runs

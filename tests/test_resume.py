@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from tunebench.methods import METHODS
+from tunebench.cli import main
 
 SETTINGS = ["methods=[lora,last-block]", "eval.baselines=[zero-shot]", "train.epochs=3", "train.batch_size=2",
             "train.checkpoint_every_steps=1"]
@@ -58,15 +59,27 @@ def _lora_done(run):
         return False
 
 
-@pytest.mark.parametrize("when", ["lora checkpoint written", "lora finished", "last-block checkpoint written"])
-def test_killed_and_resumed_equals_uninterrupted(reference, tmp_path, when):
-    run = tmp_path / "k"
-    ready = {"lora checkpoint written": lambda: (run / "lora" / "checkpoint" / "state.json").exists(),
-             "lora finished": lambda: _lora_done(run),
-             "last-block checkpoint written": lambda: (run / "last-block" / "checkpoint" / "state.json").exists()}
-    killed = _kill_when(_compare(tmp_path, "k"), ready[when])
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A compare killed with SIGKILL while last-block, the second method, trains: lora's record is finished and
+    last-block's checkpoint is on disk. Tests resume or damage copies of it."""
+    runs = tmp_path_factory.mktemp("killed")
+    run = runs / "k"
+    killed = _kill_when(_compare(runs, "k"), lambda: (run / "last-block" / "checkpoint" / "state.json").exists())
     assert killed, "the run finished before it could be killed"
-    json.loads((run / "results.json").read_text())  # never left half-written
+    time.sleep(0.2)
+    return run
+
+
+@pytest.mark.e2e
+def test_killed_and_resumed_equals_uninterrupted(reference, killed, tmp_path):
+    """One SIGKILL case for `compare` (issue 25): killed inside the second method's training, the resume keeps the
+    finished method and continues the other from its checkpoint. (Every method's resume from a checkpoint equals
+    its uninterrupted training: test_every_method.py; `train`, a later look and torchrun: below and
+    test_distributed.py.)"""
+    run = tmp_path / "k"
+    shutil.copytree(killed, run)
+    assert any(r["name"] == "lora" for r in json.loads((run / "results.json").read_text())["records"])
     subprocess.run(_compare(tmp_path, "k", "--resume", str(run)), check=True, capture_output=True, timeout=600)
     assert _comparable(run) == _comparable(reference)
     for method in ("lora", "last-block"):
@@ -75,65 +88,62 @@ def test_killed_and_resumed_equals_uninterrupted(reference, tmp_path, when):
         assert not (run / method / "checkpoint").exists()
 
 
-def test_resume_of_something_that_is_not_a_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tunebench", "compare", "--resume", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "cannot resume" in proc.stderr
+DIVERGING = ["lora", "prompt-tuning", "prefix-tuning", "last-block"]
+"""A method before the diverging one, and after it another soft-prompt method and one that trains a block."""
 
 
+@pytest.mark.e2e
 def test_a_diverging_method_fails_alone(tmp_path, monkeypatch):
     import torch
 
-    from tunebench.cli import main
     from tunebench.methods import prompt_tuning
 
     real = prompt_tuning.initial_prompt
     monkeypatch.setattr(prompt_tuning, "initial_prompt",  # inject a NaN into this method's parameters only
                         lambda *a: real(*a).index_fill_(0, torch.tensor([0]), float("nan")))
-    args = ["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "nan", "--quiet"]
+    args = ["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "nan", "--quiet", "--set",
+            f"methods=[{','.join(DIVERGING)}]"]
     assert main(args) == 0
     data = json.loads((tmp_path / "nan" / "results.json").read_text())
     status = {r["name"]: r["status"] for r in data["records"]}
     assert status == {"lead-1": "SUCCESS", "zero-shot": "SUCCESS",
-                      **{name: "FAILED" if name == "prompt-tuning" else "SUCCESS" for name in METHODS}}
+                      **{name: "FAILED" if name == "prompt-tuning" else "SUCCESS" for name in DIVERGING}}
     failed = next(r for r in data["records"] if r["name"] == "prompt-tuning")
     assert "training loss became" in failed["error"] and "at step 1" in failed["error"]
     assert "prompt-tuning FAILED: FloatingPointError" in (tmp_path / "nan" / "report.md").read_text()
 
 
-def test_train_resume_continues_a_killed_single_method_run(tmp_path):
+@pytest.mark.e2e
+def test_train_resume_continues_a_killed_single_method_run(reference, tmp_path):
+    """One SIGKILL case for `train`: resumed, its one record is the uninterrupted run's, which is the compare's lora
+    record on the same settings (`train --method M` is a compare of M alone)."""
     base = [sys.executable, "-m", "tunebench", "train", "--runs-dir", str(tmp_path), "--quiet"]
     settings = ["--preset", "smoke", "--set", "train.epochs=3", "train.batch_size=2", "train.checkpoint_every_steps=1"]
-    subprocess.run([*base, "--method", "lora", "--name", "ref", *settings], check=True, capture_output=True,
-                   timeout=600)
     run = tmp_path / "k"
     assert _kill_when([*base, "--method", "lora", "--name", "k", *settings],
                       lambda: (run / "lora" / "checkpoint" / "state.json").exists())
     subprocess.run([*base, "--resume", str(run)], check=True, capture_output=True, timeout=600)
-    assert _comparable(run) == _comparable(tmp_path / "ref")
+    assert _comparable(run) == {"lora": _comparable(reference)["lora"]}
+    assert (run / "lora" / "weights.safetensors").read_bytes() == \
+        (reference / "lora" / "weights.safetensors").read_bytes()
 
 
-def test_resume_refuses_a_damaged_checkpoint_before_running_anything(tmp_path):
-    import shutil
-
-    run = tmp_path / "k"
-    killed = _kill_when(_compare(tmp_path, "k"), lambda: (run / "lora" / "checkpoint" / "state.json").exists())
-    assert killed, "the run finished before it could be killed"
-    time.sleep(0.2)
-    damages = {"state.json": "{\"position\": ", "state.safetensors": "not a tensor file"}
-    for index, (file, content) in enumerate([*damages.items(), ("state.json", "{\"position\": {}}")]):
+@pytest.mark.e2e
+def test_resume_refuses_a_damaged_checkpoint_before_running_anything(killed, tmp_path, capsys):
+    for index, (file, content) in enumerate([("state.json", "{\"position\": "),
+                                             ("state.safetensors", "not a tensor file"),
+                                             ("state.json", "{\"position\": {}}")]):
         copy = tmp_path / f"copy{index}"
-        shutil.copytree(run, copy)
-        checkpoint = copy / "lora" / "checkpoint"
+        shutil.copytree(killed, copy)
+        checkpoint = copy / "last-block" / "checkpoint"
         if not (checkpoint / file).exists():  # killed between the two renames: the .old folder is the one read
             checkpoint = checkpoint.with_name("checkpoint.old")
         (checkpoint / file).write_text(content)
         before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".tunebench.lock"}
-        done = subprocess.run(_compare(tmp_path, f"copy{index}", "--resume", str(copy)), capture_output=True,
-                              text=True, timeout=300)
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2, done.stderr
-        assert len(lines) == 1 and "is damaged" in lines[0] and "lora" in lines[0], done.stderr
+        capsys.readouterr()
+        assert main(["compare", "--resume", str(copy), "--quiet"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "is damaged" in lines[0] and "last-block" in lines[0], lines
         after = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and p.name != ".tunebench.lock"}
         assert after == before  # nothing run, nothing written
 
@@ -158,6 +168,7 @@ def _inside_a_later_look(run):
                                               if r["status"] == "SUCCESS")
 
 
+@pytest.mark.e2e
 def test_sequential_evaluation_end_to_end_and_killed_inside_a_look(tmp_path):
     """Issue 22 on `smoke`: ties at the first look get more articles, each record's predictions and per-article
     scores grow with its looks, the report shows the looks; killed inside a later look and resumed, the run ends
@@ -205,16 +216,31 @@ def _split_files(folder, rows=(20, 4, 8)):
     return folder
 
 
-def _run_and_resume(tmp_path, change) -> subprocess.CompletedProcess:
-    data = _split_files(tmp_path / "data")
-    settings = ["methods=[lora]", "eval.baselines=[lead]", "train.epochs=1", f"data.source={data}"]
-    base = [sys.executable, "-m", "tunebench", "compare", "--runs-dir", str(tmp_path), "--quiet"]
-    subprocess.run([*base, "--name", "r", "--preset", "smoke", "--set", *settings], check=True, capture_output=True,
-                   timeout=600)
-    change(tmp_path / "r", data)
-    return subprocess.run([*base, "--resume", str(tmp_path / "r")], capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run on a folder of per-split CSV files named by a relative data.source: the tests copy the run and
+    its data side by side into their own folder, change something there and resume from there."""
+    root = tmp_path_factory.mktemp("finished")
+    _split_files(root / "data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        assert main(["compare", "--runs-dir", str(root), "--name", "r", "--quiet", "--preset", "smoke", "--set",
+                     "methods=[lora]", "eval.baselines=[lead]", "train.epochs=1", "data.source=./data"]) == 0
+    return root
 
 
+def _resume_a_copy(finished, tmp_path, monkeypatch, capsys, change) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `compare --resume` on a copy of the finished run changed by `change`."""
+    shutil.copytree(finished, tmp_path, dirs_exist_ok=True)
+    change(tmp_path / "r", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)  # data.source=./data: this copy's data
+    capsys.readouterr()
+    code = main(["compare", "--resume", str(tmp_path / "r"), "--quiet"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("what, change, message", [
     ("training data", lambda run, data: (data / "train.csv").write_text((data / "train.csv").read_text()
                                                                         .replace("council met", "mayor met")),
@@ -226,19 +252,20 @@ def _run_and_resume(tmp_path, change) -> subprocess.CompletedProcess:
                                                                   .replace("lr: 0.001", "lr: 0.002", 1)),
      "its config.yaml no longer says what the run started with: train.lr (0.001 when started, 0.002 now)"),
 ])
-def test_resume_refuses_what_changed_since_the_run_started(tmp_path, what, change, message):
+def test_resume_refuses_what_changed_since_the_run_started(finished, tmp_path, monkeypatch, capsys, what, change,
+                                                           message):
     """Issue 24: a resume continues from what it checks: data and config hashed/stored when the run started."""
-    done = _run_and_resume(tmp_path, change)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert message in done.stderr, done.stderr
+    code, _, err = _resume_a_copy(finished, tmp_path, monkeypatch, capsys, change)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
 
 
-def test_resume_runs_again_a_finished_method_whose_folder_is_gone(tmp_path):
-    import shutil
-
-    done = _run_and_resume(tmp_path, lambda run, data: shutil.rmtree(run / "lora"))
-    assert done.returncode == 0, done.stderr
-    assert "lora: its weights" in done.stdout + done.stderr
+@pytest.mark.e2e
+def test_resume_runs_again_a_finished_method_whose_folder_is_gone(finished, tmp_path, monkeypatch, capsys):
+    code, out, err = _resume_a_copy(finished, tmp_path, monkeypatch, capsys, lambda run, data: shutil.rmtree(run /
+                                                                                                           "lora"))
+    assert code == 0, err
+    assert "lora: its weights" in out + err
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     lora = next(r for r in data["records"] if r["name"] == "lora")
     assert lora["status"] == "SUCCESS" and (tmp_path / "r" / "lora" / "weights.safetensors").is_file()
@@ -256,7 +283,6 @@ def test_resume_runs_again_a_finished_method_whose_folder_is_gone(tmp_path):
 def test_ctrl_c_names_the_run_to_resume(tmp_path, monkeypatch, capsys):
     """Issue 24: the message after Ctrl-C gives the real run folder, not a placeholder."""
     from tunebench import compare
-    from tunebench.cli import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
