@@ -47,6 +47,7 @@ def _forgetting(data, name):
     return sign * test["mean"], sorted(sign * x for x in test["ci95"])
 
 
+@pytest.mark.e2e
 def test_forgetting_is_zero_without_training_and_larger_for_full_fine_tuning(collapsed):
     data, run = collapsed
     untrained, _ = _forgetting(data, "dora")

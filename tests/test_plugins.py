@@ -61,6 +61,7 @@ def toy_run(tmp_path_factory):
         yield runs / "toy"
 
 
+@pytest.mark.e2e
 def test_a_metric_of_ones_own_reaches_every_output(toy_run):
     data = json.loads((toy_run / "results.json").read_text())
     described = {"key": "words", "label": "words", "title": "summary length in words", "higher_is_better": True,
@@ -84,6 +85,7 @@ def test_a_metric_of_ones_own_reaches_every_output(toy_run):
     assert "summary length in words" in html and "<th>words</th>" in html
 
 
+@pytest.mark.e2e
 def test_the_toy_metric_is_drawn_and_logged(toy_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -110,7 +112,7 @@ def test_the_toy_metric_is_drawn_and_logged(toy_run):
     assert logged == pytest.approx(lora["eval"]["scores"]["words"]["mean"], rel=1e-5)
 
 
-def test_deciding_on_a_score_where_lower_is_better(toy_run):
+def test_deciding_on_a_score_where_lower_is_better():
     """decide_on a loss: the method with the lower loss is the one above the baselines."""
     from tunebench.verdict import add_statistics
 
@@ -147,6 +149,7 @@ def test_a_metric_that_is_not_there_is_one_line(tmp_path):
     assert cfg.eval.metrics == ["test_loss"]
 
 
+@pytest.mark.e2e
 def test_mlflow_holds_one_run_per_record_read_back_with_its_own_client(toy_run):
     from mlflow.tracking import MlflowClient
 
@@ -177,6 +180,7 @@ def test_mlflow_holds_one_run_per_record_read_back_with_its_own_client(toy_run):
         assert [m.value for m in history] == pytest.approx(rec["train"]["train_loss_per_step"])
 
 
+@pytest.mark.e2e
 def test_tensorboard_events_are_on_disk_while_training(toy_run):
     seen = SEEN_WHILE_TRAINING["lora"]
     data = json.loads((toy_run / "results.json").read_text())
@@ -186,6 +190,7 @@ def test_tensorboard_events_are_on_disk_while_training(toy_run):
         assert on_disk == list(range(1, step + 1))
 
 
+@pytest.mark.e2e
 def test_wandb_offline_when_its_package_is_installed(tmp_path):
     """W&B is optional (make setup does not install it): with its package, each record is one offline run that holds
     its curves, final scores, predictions and the report; without it, this is skipped and track.to=[wandb] is a

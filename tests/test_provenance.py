@@ -5,11 +5,14 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tunebench.models import base_model_path
 from tunebench.provenance import data_provenance, model_provenance
 from tunebench.results import differences
 
 
+@pytest.mark.e2e
 def test_a_run_records_the_hashes_of_its_model_and_data(smoke_run):
     data = json.loads((smoke_run / "results.json").read_text())
     prov = data["provenance"]
@@ -22,6 +25,7 @@ def test_a_run_records_the_hashes_of_its_model_and_data(smoke_run):
     assert f"model model.safetensors sha256 {weights['model.safetensors'][:12]}" in report
 
 
+@pytest.mark.e2e
 def test_a_changed_data_row_changes_the_hash_and_a_merge_names_it(tmp_path, smoke_run):
     csv = tmp_path / "pairs.csv"
     csv.write_text("article,summary\nOne article here.,One.\nAnother article.,Two.\n")
@@ -40,6 +44,7 @@ def test_a_hub_id_records_its_revision_not_a_hash():
     assert set(model_provenance("gpt2")) == {"hub_id", "revision"}
 
 
+@pytest.mark.e2e
 def test_checkpoint_size_is_the_bytes_on_disk_and_soft_prompts_say_what_they_add(smoke_run):
     """Issue 26: what serving a method costs besides the base model: its checkpoint on disk, and the positions a
     soft prompt or prefix adds to every prompt (merged LoRA adds none)."""
