@@ -4,7 +4,10 @@ Run as `python tests/outside.py JOBS.json OUT.json` by the round-trip tests, in 
 artefact the way its README / model card says, and greedily summarizes the given articles one at a time (unpadded):
 
 - `adapter`: `AutoPeftModelForCausalLM.from_pretrained(<adapter folder>)`, which loads the base model from the
-  adapter's `base_model_name_or_path`; any warning while loading (e.g. PEFT's "missing adapter keys") is reported;
+  adapter's `base_model_name_or_path`; any warning while loading (e.g. PEFT's "missing adapter keys") is reported.
+  With `onto_loaded_base`, `PeftModel.from_pretrained(<a copy of that base model>, <adapter folder>)` instead, the
+  base model loaded once by an earlier job of this process (`base`, or loaded here and kept) (a real model's
+  round trip loads it once, not once per adapter);
 - `model`: `AutoModelForCausalLM.from_pretrained(<exported folder>)`, decoding with its own generation_config.json;
 - `base`: the base model alone (to show that an artefact changes what the model writes).
 
@@ -20,14 +23,24 @@ The prompt is the recipe of the model card: the article's tokens (with the token
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
 import warnings
 
 import torch
-from peft import AutoPeftModelForCausalLM
+from peft import AutoPeftModelForCausalLM, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+BASES: dict[str, torch.nn.Module] = {}
+"""Base models loaded by this process, by path, never modified (adapters go onto copies)."""
+
+
+def base_model(path: str) -> torch.nn.Module:
+    if path not in BASES:
+        BASES[path] = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return BASES[path]
 
 
 class Collect(logging.Handler):
@@ -40,28 +53,33 @@ class Collect(logging.Handler):
 
 
 def load(job: dict, collect: Collect):
-    """(model, tokenizer, generation settings) for a job; warnings while loading go to `collect`."""
+    """(model, tokenizer, generation settings, how it was loaded) for a job; warnings while loading go to
+    `collect`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if job["kind"] == "model":
             model = AutoModelForCausalLM.from_pretrained(job["path"], dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(job["path"])
-            settings = model.generation_config
+            settings, loaded = model.generation_config, "AutoModelForCausalLM"
         else:
             base_path = job["path"]
             if job["kind"] == "adapter":
                 with open(f"{job['path']}/adapter_config.json", encoding="utf-8") as f:
                     base_path = json.load(f)["base_model_name_or_path"]
-                # the base model comes from the adapter's base_model_name_or_path
-                model = AutoPeftModelForCausalLM.from_pretrained(job["path"], dtype=torch.float32)
+                if job.get("onto_loaded_base"):
+                    model = PeftModel.from_pretrained(copy.deepcopy(base_model(base_path)), job["path"])
+                    loaded = "PeftModel onto a copy of the base"
+                else:  # the base model comes from the adapter's base_model_name_or_path
+                    model = AutoPeftModelForCausalLM.from_pretrained(job["path"], dtype=torch.float32)
+                    loaded = "AutoPeftModelForCausalLM"
             else:
-                model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+                model, loaded = base_model(base_path), "AutoModelForCausalLM"
             tokenizer = AutoTokenizer.from_pretrained(base_path)
             settings = GenerationConfig(do_sample=False, eos_token_id=tokenizer.eos_token_id,
                                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
                                         **job["generate"])
     collect.messages += [str(w.message) for w in caught]
-    return model.eval(), tokenizer, settings
+    return model.eval(), tokenizer, settings, loaded
 
 
 def greedy_forward(model, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
@@ -80,7 +98,7 @@ def summarize(job: dict) -> dict:
     collect = Collect()
     for name in ("transformers", "peft"):
         logging.getLogger(name).addHandler(collect)
-    model, tokenizer, settings = load(job, collect)
+    model, tokenizer, settings, loaded = load(job, collect)
     separator = tokenizer(job["separator"], add_special_tokens=False)["input_ids"]
     outputs = []
     for article in job["articles"]:
@@ -97,7 +115,7 @@ def summarize(job: dict) -> dict:
                                          use_cache=job.get("decode") != "generate_no_cache")
                 new = out[0, len(ids):].tolist()
         outputs.append(new[:new.index(eos)] if eos in new else new)
-    return {"tokens": outputs, "warnings": collect.messages, "class": type(model).__name__}
+    return {"tokens": outputs, "warnings": collect.messages, "class": type(model).__name__, "loaded": loaded}
 
 
 def main() -> None:

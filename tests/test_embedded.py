@@ -1,11 +1,12 @@
-"""End to end on the real embedded model (SmolLM2-135M-Instruct from the GGUF) and real XSum pairs."""
+"""End to end on the real embedded model (SmolLM2-135M-Instruct from the GGUF) and real XSum pairs: the session's
+one real run (conftest.py's `real_run`, shared with test_outside.py's round trip)."""
 
 import json
 
 import pytest
 
+from conftest import REAL_METHODS
 from helpers import greedy_reference
-from tunebench.cli import main
 from tunebench.config import DataConfig, EvalConfig
 from tunebench.data import load_examples
 from tunebench.data.format import encode_prompt
@@ -24,28 +25,20 @@ def smollm2_counts():
     return {"prompt-tuning": 20 * d, "lora": layers * lora_per_layer, "last-block": block + d + vocab * d}
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    args = ["compare", "--preset", "demo", "--runs-dir", str(runs), "--name", "real", "--quiet", "--set",
-            "data.max_train=8", "data.n_val=2", "data.n_test=4", "data.max_article_tokens=128", "train.batch_size=4",
-            "eval.max_new_tokens=16", "eval.batch_size=4", "eval.metrics=[rouge,test_loss]"]
-    assert main(args) == 0
-    return runs / "real"
-
-
 def test_real_model_and_data_end_to_end(real_run):
     data = json.loads((real_run / "results.json").read_text())
     records = {r["name"]: r for r in data["records"]}
-    assert list(records) == ["lead-1", "zero-shot", "zero-shot-chat", "prompt-tuning", "lora", "last-block"]
+    assert list(records) == ["lead-1", "zero-shot", "zero-shot-chat", *REAL_METHODS]
     assert records["zero-shot-chat"]["eval"]["prompt"] == "chat template"  # SmolLM2-Instruct has one
     assert all(r["status"] == "SUCCESS" for r in records.values())
     sample = data["data"]["splits"]["all"]
     assert (sample["rows_read"], sample["rows_kept"]) == (1000, 999)  # one row has an empty article or summary
     assert data["data"]["split_sizes"] == {"train": 8, "val": 2, "test": 4}
+    assert data["looks"]["sizes"] == [4, 8]  # eval.decide: at most one more look, on 4 unseen test articles
     expected = smollm2_counts()
     for name, count in expected.items():
         assert records[name]["params"]["trainable"] == count, name
+    for name in REAL_METHODS:
         assert records[name]["params"]["total"] >= 134_515_008
         assert records[name]["train"]["steps"] == 2
     assert records["last-block"]["params"]["head_params_added"] == 49152 * 576
@@ -63,7 +56,7 @@ def test_no_prediction_contains_its_prompt(real_run):
     markers after it."""
     data = json.loads((real_run / "results.json").read_text())
     instruction = data["config"]["eval"]["chat_instruction"]
-    for method in ("zero-shot", "zero-shot-chat", "prompt-tuning", "lora", "last-block"):
+    for method in ("zero-shot", "zero-shot-chat", *REAL_METHODS):
         for line in (real_run / method / "predictions.jsonl").read_text().splitlines():
             row = json.loads(line)
             assert "TL;DR" not in row["prediction"] and "<|im_" not in row["prediction"], (method, row["id"])
@@ -82,11 +75,9 @@ def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method)
         assert count == min(len(expected) + 1, 12)
 
 
-@pytest.mark.parametrize("cut", ["first_line", "blank_line"])
-def test_decoding_ends_at_the_cut_with_the_same_text(real_run, cut):
-    """Zero-shot on real articles runs on past its first line; ending each summary where the cut ends it keeps the
-    text identical to decoding to the limit and cutting afterwards, with fewer tokens generated."""
-    from tunebench.generate import cut_text
+@pytest.fixture(scope="module")
+def zero_shot_to_the_limit(real_run):
+    """Zero-shot on 6 real articles decoded to 40 new tokens (cut at EOS only): what both cuts are checked against."""
     from tunebench.methods import ZERO_SHOT
 
     cfg, _, tokenizer = load_trained(real_run, "lora")
@@ -94,7 +85,17 @@ def test_decoding_ends_at_the_cut_with_the_same_text(real_run, cut):
     tuned = ZERO_SHOT.build(lm, cfg, tokenizer)
     articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:6]]
     prompts = [encode_prompt(tokenizer, a, cfg.data.separator, 128) for a in articles]
-    full = generate_summaries(tuned, tokenizer, prompts, 3, EvalConfig(max_new_tokens=40, cut="eos"))
+    return tuned, tokenizer, prompts, generate_summaries(tuned, tokenizer, prompts, 3,
+                                                         EvalConfig(max_new_tokens=40, cut="eos"))
+
+
+@pytest.mark.parametrize("cut", ["first_line", "blank_line"])
+def test_decoding_ends_at_the_cut_with_the_same_text(zero_shot_to_the_limit, cut):
+    """Zero-shot on real articles runs on past its first line; ending each summary where the cut ends it keeps the
+    text identical to decoding to the limit and cutting afterwards, with fewer tokens generated."""
+    from tunebench.generate import cut_text
+
+    tuned, tokenizer, prompts, full = zero_shot_to_the_limit
     early = generate_summaries(tuned, tokenizer, prompts, 3, EvalConfig(max_new_tokens=40, cut=cut))
     assert early.texts == [cut_text(tokenizer.decode(t, skip_special_tokens=True), cut) for t in full.tokens]
     assert sum(early.new_tokens) < sum(full.new_tokens)  # some summary ended early

@@ -3,7 +3,9 @@
 
 Each architecture gets one run of all eight methods on a tiny random model saved as a local model folder (so the
 adapters' base_model_name_or_path is a real directory), trained hard enough that every method changes what the
-model writes (checked: an adapter that loads as a no-op fails here).
+model writes (checked: an adapter that loads as a no-op fails here). One outside process loads every artefact of
+both architectures and of the bf16 run (each process start imports torch, transformers and PEFT); the real model's
+round trip (slow) has one of its own, on the session's real run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import sharpen
+from conftest import REAL_METHODS, sharpen
 from tunebench.cli import main
 from tunebench.config import load_config
 from tunebench.data.sources import load_examples
@@ -33,11 +35,13 @@ MERGED = ["full", "lora", "dora", "ia3", "bitfit", "last-block"]
 """Methods `tunebench export` writes as a standalone model."""
 SOFT = ["prompt-tuning", "prefix-tuning"]
 
+pytestmark = pytest.mark.e2e  # whole runs and an outside process
 
-def job_settings(run: Path, n: int) -> tuple[list[str], dict]:
+
+def job_settings(run: Path, n: int, overrides: list[str] | None = None) -> tuple[list[str], dict]:
     """The last `n` articles of the run's source, and what every outside job needs to prompt and decode like
     the run (articles included)."""
-    cfg = load_config(config_file=str(run / "config.yaml"))
+    cfg = load_config(config_file=str(run / "config.yaml"), overrides=overrides or [])
     articles = [ex.article for ex in load_examples(cfg.data).splits["all"].examples[-n:]]
     return articles, {"articles": articles, "separator": cfg.data.separator,
                       "max_article_tokens": cfg.data.max_article_tokens,
@@ -51,13 +55,15 @@ def run_outside(jobs: list[dict], folder: Path) -> list[dict]:
     return json.loads((folder / "out.json").read_text())
 
 
-@pytest.fixture(scope="module", params=["llama-tiny", "gpt2-tiny"])
-def trip(request, tmp_path_factory):
-    """A run of every method, its exports, tunebench's own tokens and the outside script's, per job name."""
-    root = tmp_path_factory.mktemp(request.param)
+ARCHS = ["llama-tiny", "gpt2-tiny"]
+
+
+def _tiny_trip(root: Path, arch: str) -> tuple[dict, dict]:
+    """A run of every method on a saved tiny `arch` model, its exports and tunebench's own tokens; and the outside
+    jobs for its adapters, exports and base model (by job name)."""
     tokenizer = byte_tokenizer()
     base = root / "base"
-    sharpen(random_model(request.param, len(tokenizer))).save_pretrained(base)
+    sharpen(random_model(arch, len(tokenizer))).save_pretrained(base)
     tokenizer.save_pretrained(base)
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(root), "--name", "run", "--quiet", "--set",
                  f"model.name={base}", "eval.baselines=[]", "train.lr=1e-2"]) == 0
@@ -77,9 +83,46 @@ def trip(request, tmp_path_factory):
         if export_codes[name] == 0:
             jobs[f"{name}/export"] = {"kind": "model", "path": str(root / "export" / name), **common}
     jobs["base"] = {"kind": "base", "path": str(base), **common}
-    results = run_outside(list(jobs.values()), root)
-    return {"run": run, "root": root, "ours": ours, "export_codes": export_codes, "modules": results[-1]["modules"],
-            "outside": dict(zip(jobs, results[:-1], strict=True))}
+    return {"run": run, "root": root, "base": base, "ours": ours, "export_codes": export_codes}, jobs
+
+
+def _bf16_trip(root: Path, base: Path) -> tuple[dict, dict]:
+    """Issue 23's bf16 run (LoRA on the saved tiny Llama), its export and tunebench's tokens one article at a time;
+    and the outside job that decodes the export as its model card says."""
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(root), "--name", "bf16", "--quiet", "--set",
+                 f"model.name={base}", "eval.baselines=[]", "methods=[lora]", "train.precision=bf16",
+                 "train.lr=1e-2"]) == 0
+    run = root / "bf16"
+    assert main(["export", str(run / "lora"), str(root / "bf16-export")]) == 0
+    articles, common = job_settings(run, 4)
+    cfg, tuned, tok = load_trained(run, "lora", overrides=["eval.batch_size=1"])
+    ours = summarize_articles(cfg, tuned, tok, articles).tokens
+    job = {"kind": "model", "path": str(root / "bf16-export"), "precision": "bf16", **common}
+    return {"export": root / "bf16-export", "ours": ours}, {"bf16/export": job}
+
+
+@pytest.fixture(scope="module")
+def trips(tmp_path_factory):
+    """Per architecture: the run of every method, its exports, tunebench's tokens and the outside process's, per
+    job name ("outside"); and the bf16 run ("bf16"). One outside process answers every job."""
+    trips, jobs = {}, {}
+    for arch in ARCHS:
+        trips[arch], arch_jobs = _tiny_trip(tmp_path_factory.mktemp(arch), arch)
+        jobs.update({f"{arch}:{name}": job for name, job in arch_jobs.items()})
+    bf16, bf16_jobs = _bf16_trip(trips["llama-tiny"]["root"], trips["llama-tiny"]["base"])
+    jobs.update(bf16_jobs)
+    results = run_outside(list(jobs.values()), tmp_path_factory.mktemp("outside"))
+    answers, modules = dict(zip(jobs, results[:-1], strict=True)), results[-1]["modules"]
+    for arch in ARCHS:
+        trips[arch].update(modules=modules, outside={name.split(":", 1)[1]: answer for name, answer in answers.items()
+                                                     if name.startswith(f"{arch}:")})
+    return {**trips, "bf16": {**bf16, "outside": answers["bf16/export"]}}
+
+
+@pytest.fixture(params=ARCHS)
+def trip(request, trips):
+    """The run of every method on a tiny random model of each architecture, and what came of it outside."""
+    return trips[request.param]
 
 
 def check_same_and_not_base(trip: dict, name: str, job: str) -> None:
@@ -178,57 +221,44 @@ def test_peft_generate_with_cache_for_prompt_learning(trip, name):
 
 
 @pytest.mark.slow
-def test_embedded_model_round_trip(tmp_path):
-    """The real SmolLM2 with its real tokenizer on real XSum articles: every PEFT adapter in PEFT alone, and the
-    exported LoRA and last-block models in transformers alone, write the tokens `tunebench summarize` writes."""
-    methods = [*PEFT_METHODS, "last-block"]
-    assert main(["compare", "--preset", "demo", "--runs-dir", str(tmp_path), "--name", "real", "--quiet", "--set",
-                 f"methods=[{','.join(methods)}]", "eval.baselines=[]", "train.precision=fp32", "train.budget=steps",
-                 "train.max_steps=2", "train.warmup_steps=0", "train.batch_size=2", "data.max_train=8", "data.n_val=2",
-                 "data.n_test=2", "data.max_article_tokens=128", "eval.max_new_tokens=24",
-                 "eval.cut=eos",  # tokens compared up to EOS: the demo's first-line cut ends decoding at a line break
-                 "method.lora.lr=3e-3", "method.dora.lr=3e-3", "method.ia3.lr=3e-2",
-                 "method.prefix_tuning.lr=3e-2", "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0
-    run = tmp_path / "real"
-    articles, common = job_settings(run, 3)
-    ours, jobs = {}, {}
-    for name in methods:
-        method_cfg, tuned, tok = load_trained(run, name)
+def test_embedded_model_round_trip(real_run, tmp_path):
+    """The real SmolLM2 with its real tokenizer on real XSum articles (the session's real run): every PEFT adapter in
+    PEFT alone, and the exported LoRA and last-block models in transformers alone, write the tokens `tunebench
+    summarize --set train.precision=fp32 eval.cut=eos` writes (fp32 on both sides; tokens compared up to EOS: the
+    demo's first-line cut ends decoding at a line break). The outside process loads the base model once: the first
+    adapter through AutoPeftModelForCausalLM (its base_model_name_or_path), the others onto copies of it."""
+    assert set(PEFT_METHODS) <= set(REAL_METHODS)
+    decoding = ["train.precision=fp32", "eval.cut=eos"]
+    articles, common = job_settings(real_run, 3, decoding)
+    base = json.loads((real_run / "lora" / "peft_adapter" / "adapter_config.json").read_text())[
+        "base_model_name_or_path"]
+    ours, jobs = {}, {"base": {"kind": "base", "path": base, **common}}
+    for name in [*PEFT_METHODS, "last-block"]:
+        method_cfg, tuned, tok = load_trained(real_run, name, overrides=decoding)
         ours[name] = summarize_articles(method_cfg, tuned, tok, articles).tokens
         if name in PEFT_METHODS:
-            jobs[f"{name}/adapter"] = {"kind": "adapter", "path": str(run / name / "peft_adapter"),
-                                       "decode": PEFT_METHODS[name], **common}
+            jobs[f"{name}/adapter"] = {"kind": "adapter", "path": str(real_run / name / "peft_adapter"),
+                                       "decode": PEFT_METHODS[name], "onto_loaded_base": len(jobs) > 1, **common}
         if name in ("lora", "last-block"):
-            assert main(["export", str(run / name), str(tmp_path / name)]) == 0
+            assert main(["export", str(real_run / name), str(tmp_path / name)]) == 0
             jobs[f"{name}/export"] = {"kind": "model", "path": str(tmp_path / name), **common}
-    base = json.loads((run / "lora" / "peft_adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
-    jobs["base"] = {"kind": "base", "path": base, **common}
     results = run_outside(list(jobs.values()), tmp_path)
     found = {"ours": ours, "outside": dict(zip(jobs, results[:-1], strict=True)), "modules": results[-1]["modules"]}
+    assert [found["outside"][job]["loaded"] for job in jobs if job.endswith("/adapter")] == \
+        ["AutoPeftModelForCausalLM"] + ["PeftModel onto a copy of the base"] * (len(PEFT_METHODS) - 1)
     for job in jobs:
         if job != "base":
             check_same_and_not_base(found, job.split("/")[0], job)
+        if job.endswith("/adapter"):
+            assert found["outside"][job]["class"] == "PeftModelForCausalLM"
     assert found["modules"] == []
 
 
-def test_a_bf16_run_is_reproduced_by_its_model_card(tmp_path):
+def test_a_bf16_run_is_reproduced_by_its_model_card(trips):
     """Issue 23: a run decoded in bf16 (autocast) exports a folder whose model card decodes under bf16 autocast
     too; transformers alone, doing what the card says, writes the tokens `tunebench summarize` writes one article
     at a time. The card says so, and what to do for batch-independent summaries."""
-    tokenizer = byte_tokenizer()
-    base = tmp_path / "base"
-    sharpen(random_model("llama-tiny", len(tokenizer))).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "run", "--quiet", "--set",
-                 f"model.name={base}", "eval.baselines=[]", "methods=[lora]", "train.precision=bf16",
-                 "train.lr=1e-2"]) == 0
-    run = tmp_path / "run"
-    assert main(["export", str(run / "lora"), str(tmp_path / "export")]) == 0
-    card = (tmp_path / "export" / "README.md").read_text()
+    bf16 = trips["bf16"]
+    card = (bf16["export"] / "README.md").read_text()
     assert 'with torch.autocast("cpu", dtype=torch.bfloat16):' in card and "eval.batch_size=1" in card
-    articles, common = job_settings(run, 4)
-    cfg, tuned, tok = load_trained(run, "lora", overrides=["eval.batch_size=1"])
-    ours = summarize_articles(cfg, tuned, tok, articles).tokens
-    bf16 = run_outside([{"kind": "model", "path": str(tmp_path / "export"), "precision": "bf16", **common}],
-                       tmp_path)[0]
-    assert bf16["tokens"] == ours
+    assert bf16["outside"]["tokens"] == bf16["ours"]
