@@ -128,3 +128,13 @@ def test_config_show_lists_every_setting_with_value_type_and_description(capsys)
 
     walk(to_dict(load_config("demo")))
     assert {key for key, _, _, _ in rows} == set(flat)
+
+
+def test_eval_test_loss_of_older_configs_is_read_as_eval_metrics():
+    """Run folders written before eval.metrics hold eval.test_loss: true/false; they still load (summarize, evaluate,
+    report) with the same meaning."""
+    from tunebench.config import load_config
+
+    assert "test_loss" not in load_config("smoke", overrides=["eval.test_loss=false"]).eval.metrics
+    on = load_config("smoke", overrides=["eval.metrics=[rouge]", "eval.test_loss=true"]).eval.metrics
+    assert on == ["rouge", "test_loss"]

@@ -54,3 +54,20 @@ def test_aggregate_and_paired_difference():
     # above 16 articles: the normal approximation of the sign-flip distribution, z = sum(d) / sqrt(sum(d^2)) = 10,
     # with no floor at 1 / (resamples + 1) (sequential, corrected decisions need small p-values)
     assert many["p_value"] == pytest.approx(math.erfc(10 / math.sqrt(2)))
+
+
+def test_faithfulness_signals_count_what_the_article_does_not_say():
+    """Issue 26: numbers and names a summary adds are counted; a copy of the article adds nothing."""
+    from tunebench.metrics.faithfulness import scores_of
+
+    article = "Police in Leeds said 3,500 people attended on Monday. The mayor, Anne Hill, thanked them."
+    copied = scores_of(article, article)
+    assert copied["new_numbers"] == copied["new_names"] == copied["novel_bigrams"] == 0.0
+    assert copied["compression"] == 1.0 and copied["summary_words"] == 15
+    invented = scores_of("About 4000 people came, police in Leeds said.", article)
+    assert invented["new_numbers"] == 100.0  # 4000 is not in the article (3,500 is)
+    assert scores_of("Some 3500 people came.", article)["new_numbers"] == 0.0  # commas ignored
+    names = scores_of("Anne Hill and Bob Smith spoke in Leeds.", article)
+    assert names["new_names"] == pytest.approx(100 * 2 / 4)  # Hill, Bob?, Smith, Leeds: Bob and Smith are new
+    assert scores_of("The mayor thanked them.", article)["novel_bigrams"] == pytest.approx(100 * 1 / 3)
+    assert scores_of("No numbers or names here.", article)["new_numbers"] == 0.0

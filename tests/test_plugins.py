@@ -61,11 +61,13 @@ def toy_run(tmp_path_factory):
         yield runs / "toy"
 
 
+@pytest.mark.e2e
 def test_a_metric_of_ones_own_reaches_every_output(toy_run):
     data = json.loads((toy_run / "results.json").read_text())
-    assert data["metrics"]["words"] == {"key": "words", "label": "words", "title": "summary length in words",
-                                        "higher_is_better": True, "digits": 2, "pairwise": True,
-                                        "about": "how long the summary is", "metric": "words_toy"}
+    described = {"key": "words", "label": "words", "title": "summary length in words", "higher_is_better": True,
+                 "digits": 2, "pairwise": True, "about": "how long the summary is", "descriptive": False,
+                 "metric": "words_toy"}
+    assert {k: data["metrics"]["words"][k] for k in described} == described
     assert "test_loss" not in data["metrics"]  # only what eval.metrics names
     for rec in data["records"]:
         predictions = [json.loads(line) for line in (toy_run / rec["name"] / "predictions.jsonl").read_text()
@@ -83,6 +85,7 @@ def test_a_metric_of_ones_own_reaches_every_output(toy_run):
     assert "summary length in words" in html and "<th>words</th>" in html
 
 
+@pytest.mark.e2e
 def test_the_toy_metric_is_drawn_and_logged(toy_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -109,7 +112,7 @@ def test_the_toy_metric_is_drawn_and_logged(toy_run):
     assert logged == pytest.approx(lora["eval"]["scores"]["words"]["mean"], rel=1e-5)
 
 
-def test_deciding_on_a_score_where_lower_is_better(toy_run):
+def test_deciding_on_a_score_where_lower_is_better():
     """decide_on a loss: the method with the lower loss is the one above the baselines."""
     from tunebench.verdict import add_statistics
 
@@ -140,10 +143,13 @@ def test_a_metric_that_is_not_there_is_one_line(tmp_path):
         load_config("smoke", overrides=["eval.metrics=[rouge,bleurt]"])
     with pytest.raises(TunebenchError, match="'eval.decide_on' must be one of"):
         load_config("smoke", overrides=["eval.metrics=[test_loss]"])  # decide_on rouge1 is not among its scores
+    with pytest.raises(TunebenchError, match="'eval.decide_on' must be one of"):
+        load_config("smoke", overrides=["eval.decide_on=novel_bigrams"])  # descriptive: it cannot decide
     cfg = load_config("smoke", overrides=["eval.metrics=[test_loss]", "eval.decide_on=test_loss"])
     assert cfg.eval.metrics == ["test_loss"]
 
 
+@pytest.mark.e2e
 def test_mlflow_holds_one_run_per_record_read_back_with_its_own_client(toy_run):
     from mlflow.tracking import MlflowClient
 
@@ -174,6 +180,7 @@ def test_mlflow_holds_one_run_per_record_read_back_with_its_own_client(toy_run):
         assert [m.value for m in history] == pytest.approx(rec["train"]["train_loss_per_step"])
 
 
+@pytest.mark.e2e
 def test_tensorboard_events_are_on_disk_while_training(toy_run):
     seen = SEEN_WHILE_TRAINING["lora"]
     data = json.loads((toy_run / "results.json").read_text())
@@ -181,3 +188,20 @@ def test_tensorboard_events_are_on_disk_while_training(toy_run):
     assert [step for step, _ in seen] == list(range(1, steps + 1))
     for step, on_disk in seen:  # every step so far readable before the next one is taken
         assert on_disk == list(range(1, step + 1))
+
+
+@pytest.mark.e2e
+def test_wandb_offline_when_its_package_is_installed(tmp_path):
+    """W&B is optional (make setup does not install it): with its package, each record is one offline run that holds
+    its curves, final scores, predictions and the report; without it, this is skipped and track.to=[wandb] is a
+    one-line refusal (tests/test_bad_input.py)."""
+    pytest.importorskip("wandb")
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "w", "--quiet", "--set",
+                 "methods=[lora]", "eval.baselines=[lead]", "track.to=[wandb]"]) == 0
+    runs = sorted((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # lead-1 and lora
+    logs = [next(run.glob("run-*.wandb")).read_bytes() for run in runs]
+    trained = [log for log in logs if b"train/loss" in log]
+    assert len(trained) == 1 and b"test/rouge1" in trained[0]
+    for run in runs:
+        assert {"predictions.jsonl", "report.md", "results.json"} <= {p.name for p in (run / "files").iterdir()}

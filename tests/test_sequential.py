@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tunebench import metrics
 from tunebench.config import load_config, to_dict
 from tunebench.data.sources import Example
 from tunebench.looks import sequential_evaluation
@@ -95,7 +96,8 @@ def test_a_difference_one_look_mostly_misses_is_found_before_the_cap():
 
 def _bench(tmp_path, reserve: list[Example]):
     cfg = load_config("smoke", overrides=["eval.decide=true", "eval.decide_seconds=1000"])
-    return SimpleNamespace(cfg=cfg, splits=SimpleNamespace(reserve=reserve), run_dir=tmp_path)
+    return SimpleNamespace(cfg=cfg, splits=SimpleNamespace(reserve=reserve), run_dir=tmp_path,
+                           metrics=metrics.chosen(cfg.eval.metrics))
 
 
 def _results(tmp_path, records: dict[str, tuple[str, callable]], n0: int, sizes: list[int]) -> ResultsFile:

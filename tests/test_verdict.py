@@ -197,16 +197,20 @@ def test_older_results_files_get_their_tests_recomputed(smoke_run, tmp_path):
     data = json.loads((smoke_run / "results.json").read_text())
     old = json.loads(json.dumps({k: v for k, v in data.items() if k not in ("looks", "metrics", "published")}))
     old["verdict"] = {"best": ["lora"], "tied": False}
+    kept = [k for k, d in data["metrics"].items() if d["metric"] in ("rouge", "test_loss")]  # what schema 4 had
     for rec in old["records"]:  # scores as files before schema 5 held them
         if rec["status"] == "SUCCESS":
             scores = rec["eval"].pop("scores")
             rec["eval"]["rouge"] = {k: v for k, v in scores.items() if k.startswith("rouge")}
+            rec["eval"]["per_article"] = [{k: v for k, v in row.items() if k in ("id", "target_tokens", *kept)}
+                                          for row in rec["eval"]["per_article"]]
     (tmp_path / "results.json").write_text(json.dumps({**old, "schema_version": 3}))
     upgraded = read_results(tmp_path)
     assert upgraded["schema_version"] == SCHEMA_VERSION == 5
-    assert upgraded["metrics"] == data["metrics"] and upgraded["published"] == data["published"]
-    assert [r.get("eval", {}).get("scores") for r in upgraded["records"]] == \
-        [r.get("eval", {}).get("scores") for r in data["records"]]
-    assert upgraded["comparisons"] == data["comparisons"]
+    assert upgraded["metrics"] == {k: data["metrics"][k] for k in kept}
+    assert upgraded["published"] == data["published"]
+    assert [{k: v for k, v in r.get("eval", {}).get("scores", {}).items() if k in kept} for r in data["records"]] \
+        == [r.get("eval", {}).get("scores", {}) for r in upgraded["records"]]
+    assert upgraded["comparisons"] == [t for t in data["comparisons"] if t["metric"] in kept]
     assert upgraded["verdict"]["action"] in ("pick", "none", "undecided")
     assert upgraded["verdict"]["looks_taken"] == 1

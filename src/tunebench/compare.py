@@ -72,7 +72,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         tuned = method.build(lm, cfg, bench.tokenizer).to(bench.runtime.device)
     total, trainable = count_parameters(tuned)
     record.params = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
-                     **tuned.facts}
+                     "positions_added": method.settings(cfg).positions_added() if trained else 0, **tuned.facts}
     record.notes = list(tuned.notes)
     record.phases["setup"] = setup.as_dict()
     bench.tracking.params(name, {"kind": record.kind, "train.seed": cfg.train.seed,
@@ -107,6 +107,8 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
 
             distributed.on_writer(export)
             record.artifacts["peft_adapter"] = f"{name}/peft_adapter"
+            record.artifacts["peft_adapter_bytes"] = sum(p.stat().st_size for p in (out_dir / "peft_adapter").rglob(
+                "*.safetensors"))
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
     record.status = "SUCCESS"
     for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept
@@ -209,7 +211,8 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                                                              {**bench.runtime.as_dict(),
                                                               "processes": distributed.world_size()}),
                                                          "prepare_s": prepare_s, "looks": looks,
-                                                         **scores_header(bench, data_facts["source"])})
+                                                         **scores_header(bench, data_facts["source"]),
+                                                         "provenance": provenance(cfg)})
         results.save()
     bench.tracking = open_tracking(cfg.track.to, to_dict(cfg), run_dir)
     held.callback(bench.tracking.close)
@@ -228,6 +231,15 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything
+
+
+def provenance(cfg: Config) -> dict:
+    """sha256 of the model's weight files and of the data file(s), or their Hub revisions (provenance.py)."""
+    from tunebench.data.sources import source_path
+    from tunebench.provenance import data_provenance, model_provenance
+
+    return {"model": model_provenance(cfg.model.name),
+            "data": data_provenance(source_path(cfg.data.source), cfg.data.source)}
 
 
 def data_hashes(bench: Workbench) -> dict[str, str]:

@@ -150,8 +150,9 @@ class EvalConfig:
     the median number of sentences of the training summaries. Range: >= 1, or auto."""
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     """What each record is scored on, per test article: metrics of tunebench.metrics (`rouge`: ROUGE-1/2/L/Lsum;
-    `test_loss`: the loss on the reference summaries, one forward pass per article, no generation) or a module of
-    your own on the Python path that defines METRIC (docs/metrics.md)."""
+    `test_loss`: the loss on the reference summaries, one forward pass per article, no generation; `faithfulness`:
+    descriptive signals, numbers and names not in the article, novel word pairs, length) or a module of your own
+    on the Python path that defines METRIC (docs/metrics.md)."""
     bootstrap_resamples: int = 1000
     """Resamples for the 95% bootstrap intervals and paired tests. Range: >= 1."""
     baselines: list[str] = field(default_factory=lambda: ["lead", "zero-shot", "zero-shot-chat"])
@@ -455,7 +456,7 @@ def validate(cfg: Config) -> None:
                              f"--set train.{amount}=1000")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line", "auto"))
-    scores = [s.key for m in metrics.chosen(cfg.eval.metrics) for s in m.scores]
+    scores = [s.key for m in metrics.chosen(cfg.eval.metrics) for s in m.scores if not s.descriptive]
     require_choice("eval.decide_on", cfg.eval.decide_on, tuple(scores))
     if cfg.eval.max_test is not None and cfg.eval.max_test < cfg.data.n_test:
         raise TunebenchError(f"eval.max_test ({cfg.eval.max_test}) is below data.n_test ({cfg.data.n_test}), the "

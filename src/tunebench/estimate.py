@@ -126,7 +126,7 @@ def estimate_run(cfg: Config) -> str:
            f"{min(cfg.eval.batch_size, len(test))}, generation ranges from {tokens[0]:.0f} new tokens per summary "
            f"(the references' 95th percentile) to {tokens[1]:.0f} (eval.max_new_tokens)"]
     low = high = prepare_s
-    loss = any(m.needs_loss for m in bench.metrics)
+    loss = any(m.needs_loss or m.needs_text_loss for m in bench.metrics)
     for name in cfg.eval.baselines:
         if name == "zero-shot" or (name == "zero-shot-chat" and getattr(bench.tokenizer, "chat_template", None)):
             lo, hi = _generation_range(bench, rates, len(test), tokens, loss and name == "zero-shot")

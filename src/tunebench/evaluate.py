@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from tunebench.compare import baseline_jobs, run_jobs
+from tunebench.compare import baseline_jobs, provenance, run_jobs
 from tunebench.config import load_config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_json, atomic_write_text, claim_run_dir
@@ -57,7 +57,7 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
     results = ResultsFile(out / "results.json", {
         "config": to_dict(cfg), "seeds": [trained.get("seed")], "data": facts, "evaluation": origin,
         "environment": environment(bench.runtime.as_dict()), "prepare_s": time.perf_counter() - tick,
-        **scores_header(bench, facts["source"])})
+        **scores_header(bench, facts["source"]), "provenance": provenance(cfg)})
     results.save()
 
     def score_trained() -> Record:  # after the baselines: it changes the shared base model in place

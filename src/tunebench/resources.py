@@ -9,6 +9,7 @@ import threading
 import time
 from types import TracebackType
 
+import numpy as np
 import psutil
 import torch
 
@@ -118,6 +119,13 @@ class PhaseMonitor:
         if self.peak_cuda_allocated_mb is not None:
             out["peak_cuda_allocated_mb"] = round(self.peak_cuda_allocated_mb, 1)
             out["peak_cuda_reserved_mb"] = round(self.peak_cuda_reserved_mb, 1)
+        # as PEFT's method comparison reports memory: max, mean and 99th percentile of the samples (every 0.5 s)
+        for key, name in (("rss_mb", "rss"), ("gpu_mem_used_mb", "gpu_mem_used")):
+            values = [s[key] for s in self.samples if key in s]
+            if values:
+                out[f"{name}_mean_mb"] = round(float(np.mean(values)), 1)
+                out[f"{name}_p99_mb"] = round(float(np.percentile(values, 99)), 1)
+                out[f"{name}_max_mb"] = round(float(np.max(values)), 1)
         step = max(1, len(self.samples) // MAX_SAMPLES)
         out["samples"] = self.samples[::step]
         cpu = [s["cpu_pct"] for s in self.samples]
@@ -133,7 +141,7 @@ def _across_ranks(out: dict) -> dict:
     if distributed.world_size() == 1:
         return out
     keys = ("wall_s", "cpu_s", "start_rss_mb", "peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb",
-            "mean_cpu_pct")
+            "mean_cpu_pct", "rss_mean_mb", "rss_p99_mb", "rss_max_mb")
     ranks = distributed.gather_objects({k: out[k] for k in keys if k in out})
     out["ranks"] = ranks
     for key in ("peak_rss_mb", "peak_cuda_allocated_mb", "peak_cuda_reserved_mb"):

@@ -287,6 +287,10 @@ def differences(a: dict, b: dict) -> list[str]:
     if ids_a != ids_b:
         same = len(set(ids_a or []) & set(ids_b or []))
         out.append(f"test articles ({len(ids_a or [])} vs {len(ids_b or [])}, {same} in common)")
+    for what in ("model", "data"):  # the same name, other weights or another data file
+        pa, pb = (a.get("provenance") or {}).get(what), (b.get("provenance") or {}).get(what)
+        if pa and pb and (pa.get("sha256"), pa.get("revision")) != (pb.get("sha256"), pb.get("revision")):
+            out.append(f"{what} files (sha256 or Hub revision differ)")
     for section, keys in (("eval", DECODING), ("data", DATA_KEYS)):
         for key in keys:
             va, vb = a["config"][section].get(key), b["config"][section].get(key)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from tunebench import distributed, metrics
 from tunebench.config import Config
 from tunebench.data import Splits, load_examples, select_splits, test_split
-from tunebench.data.format import Encoded, encode_chat_prompt, encode_example
+from tunebench.data.format import Encoded, encode_chat_prompt, encode_continuation, encode_example
 from tunebench.data.sources import Example
 from tunebench.data.task import is_auto, resolve_task
 from tunebench.errors import TunebenchError
@@ -103,14 +103,15 @@ def encode(cfg: Config, tokenizer, examples: list[Example]) -> list[Encoded]:
 
 
 def score(bench: Workbench, predictions: list[str], name: str, examples: list[Example] | None = None,
-          losses: list[tuple[float, int]] | None = None) -> list[dict]:
+          losses: list[tuple[float, int]] | None = None,
+          text_losses: list[tuple[float, int]] | None = None) -> list[dict]:
     """The chosen metrics per article of `examples` (default: the first look's test articles; `losses`: the
     per-article loss on the references, for a metric that needs it); the predictions are added to the record's
     predictions.jsonl (id, reference, prediction)."""
     examples = bench.splits.test if examples is None else examples
     out = metrics.score_articles(bench.metrics, Articles(
         [ex.id for ex in examples], predictions, [ex.summary for ex in examples], [ex.article for ex in examples],
-        losses))
+        losses, text_losses))
     lines = [json.dumps({"id": ex.id, "reference": ex.summary, "prediction": pred}, ensure_ascii=False)
              for ex, pred in zip(examples, predictions, strict=True)]
     path = bench.run_dir / name / "predictions.jsonl"
@@ -144,10 +145,14 @@ def generate_and_score(bench: Workbench, tuned: TunedModel, name: str, examples:
     generated = generate_summaries(tuned, bench.tokenizer, prompts, cfg.eval.batch_size, cfg.eval, rt.device,
                                    rt.autocast(), progress=bar)
     bar.close()
-    losses = None
+    losses = text_losses = None
     if any(m.needs_loss for m in bench.metrics) and not own_prompts:
         losses = per_article_loss(tuned, encoded, cfg.eval.batch_size, bench.tokenizer.pad_token_id, rt)
-    return score(bench, generated.texts, name, examples, losses), generated
+    span = next((m.needs_text_loss for m in bench.metrics if m.needs_text_loss), None)
+    if span and not own_prompts:
+        texts = [encode_continuation(bench.tokenizer, ex.id, ex.article, *span) for ex in examples]
+        text_losses = per_article_loss(tuned, texts, cfg.eval.batch_size, bench.tokenizer.pad_token_id, rt)
+    return score(bench, generated.texts, name, examples, losses, text_losses), generated
 
 
 def evaluate_tuned(bench: Workbench, tuned: TunedModel, name: str,

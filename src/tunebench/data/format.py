@@ -68,6 +68,15 @@ def encode_example(tokenizer, ident: str, article: str, summary: str, separator:
     return Encoded(ident, prompt, summary_ids + [tokenizer.eos_token_id], len(article_ids) > max_article_tokens)
 
 
+def encode_continuation(tokenizer, ident: str, text: str, context_tokens: int, target_tokens: int) -> Encoded:
+    """Plain text as a language-modelling example: its first `context_tokens` tokens (special prefix tokens
+    included) as the prompt, the next `target_tokens` as the target; a shorter text is split in half. No separator,
+    no EOS: the loss is on the text's own continuation (forgetting, metrics/forgetting.py)."""
+    ids = _article_ids(tokenizer, text)
+    cut = min(context_tokens, max(1, len(ids) // 2))
+    return Encoded(ident, ids[:cut], ids[cut:cut + target_tokens] or ids[-1:], len(ids) > cut + target_tokens)
+
+
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and attention mask: sequence ends line up, which generation and the loss use."""
     width = max(len(s) for s in sequences)

@@ -194,6 +194,14 @@ def raw_rows(cfg: DataConfig) -> dict[str, tuple[list[dict], int]]:
             for name, rows in by_split.items()}
 
 
+def source_path(source: str) -> Path | None:
+    """The local file or folder a data source is read from (the cached XSum sample for xsum-sample); None for a
+    Hub dataset."""
+    if source.startswith("hf:"):
+        return None
+    return fetch_xsum_sample() if source == "xsum-sample" else Path(source).expanduser()
+
+
 def resolve_columns(columns: list[str], cfg: DataConfig, where: str) -> dict[str, str | None]:
     """The article, summary and id columns: configured ones must exist; otherwise well-known names."""
     found = {}

@@ -27,7 +27,7 @@ import numpy as np
 from tunebench.errors import TunebenchError
 from tunebench.stats import bootstrap_ci
 
-DEFAULT_METRICS = ["rouge", "test_loss"]
+DEFAULT_METRICS = ["rouge", "test_loss", "faithfulness", "forgetting"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,12 @@ class Score:
     always is)."""
     about: str = ""
     """One sentence for the report: what it measures, what it cannot show."""
+    descriptive: bool = False
+    """Describes the summaries (length, copying): compared pairwise as 'higher'/'lower', never 'better', shown in
+    a table of its own, and never decides the verdict."""
+    versus_base: bool = False
+    """Read as a change from the base model (the baseline that has this score: the untrained model with the methods'
+    prompt): the report shows each method minus it, paired, e.g. forgetting."""
 
     def describe(self, metric: str) -> dict:
         return {**dataclasses.asdict(self), "metric": metric}
@@ -64,6 +70,9 @@ class Articles:
     losses: list[tuple[float, int]] | None = None
     """(summed cross-entropy, target tokens) of each reference summary under the record's model, when some metric
     `needs_loss` and the record has the methods' prompt (a baseline that generates no text from it has none)."""
+    text_losses: list[tuple[float, int]] | None = None
+    """The same on each article's own text (its continuation after its first tokens), when some metric
+    `needs_text_loss`: how well the record's model still models general text."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,9 @@ class Metric:
     an empty dict where the metric cannot score the record (then the record has no such score)."""
     needs_loss: bool = False
     """The per-article loss on the reference summary must be computed (one forward pass per article)."""
+    needs_text_loss: tuple[int, int] | None = None
+    """(context tokens, scored tokens): the per-article loss on the article's own text must be computed, on the
+    scored tokens that follow the article's first context tokens (one forward pass per article)."""
     summary: Callable[[list[dict]], dict[str, dict]] | None = None
     """Extra record-level figures per score key beside the mean and interval (e.g. token-weighted loss)."""
     extra: list[str] = field(default_factory=list)

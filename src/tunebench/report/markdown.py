@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.files import atomic_write_text
-from tunebench.report.sections import Figure, Items, Para, Table, advice, label, score_text, sections
-from tunebench.verdict import peak_rss_mb, scores_described
+from tunebench.report.sections import Figure, Items, Para, Table, advice, judged, label, score_text, sections
+from tunebench.verdict import peak_rss_mb
 
 
 def render_markdown(data: dict, plots: list[str] | None = None) -> str:
@@ -33,7 +33,7 @@ CONSOLE_SCORES = 4
 def console_summary(data: dict) -> str:
     """The compact table printed at the end of `compare`: score means and the main costs."""
     decide_on = (data.get("verdict") or {}).get("decide_on")
-    keys = sorted(scores_described(data), key=lambda k: k != decide_on)[:CONSOLE_SCORES]
+    keys = sorted(judged(data), key=lambda k: k != decide_on)[:CONSOLE_SCORES]
     width = max([7, *(len(label(data, k)) for k in keys)])
     lines = [f"{'method':24s} {'status':8s} " + " ".join(f"{label(data, k):>{width}s}" for k in keys)
              + f" {'trainable':>12s} {'train s':>8s} {'peak MB':>8s}"]

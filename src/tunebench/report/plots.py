@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
@@ -109,21 +110,28 @@ def score_bars(data: dict, path: Path) -> Path | None:
     keys = [k for k in scores_described(data) if any(k in r["eval"]["scores"] for r in recs)]
     if not keys:
         return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 2.5, 4), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    columns = min(len(keys), 5)
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns + 1.5, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         shown = [r for r in recs if key in r["eval"]["scores"]]
         means = np.array([r["eval"]["scores"][key]["mean"] for r in shown])
         lows = means - np.array([r["eval"]["scores"][key]["ci95"][0] for r in shown])
         highs = np.array([r["eval"]["scores"][key]["ci95"][1] for r in shown]) - means
         ax.bar(np.arange(len(shown)), means, yerr=[lows, highs], capsize=3, color=[colour(r) for r in shown])
         ax.set_xticks(np.arange(len(shown)), [r["name"] for r in shown], rotation=60, ha="right", fontsize=7)
-        better = "higher" if scores_described(data)[key].get("higher_is_better", True) else "lower"
-        ax.set_title(f"{label(data, key)} ({better} is better)", fontsize=9)
+        described = scores_described(data)[key]
+        better = "descriptive" if described.get("descriptive") else \
+            f"{'higher' if described.get('higher_is_better', True) else 'lower'} is better"
+        ax.set_title(f"{label(data, key)} ({better})", fontsize=9)
     fig.suptitle("Every score on the test articles (mean, 95% bootstrap CI)")
     return _save(fig, path)
 
 
-def cost_of(rec: dict, what: str) -> float | None:
+def cost_of(rec: dict, what: str, data: dict | None = None) -> float | None:
+    """A trained record's cost on one axis (None where it has none)."""
     train = rec.get("train")
     if not train:
         return None
@@ -131,56 +139,107 @@ def cost_of(rec: dict, what: str) -> float | None:
         return rec["params"]["trainable"]
     if what == "time":
         return train_cpu_s(rec)
-    return peak_rss_mb(rec)
+    if what == "memory":
+        return peak_rss_mb(rec)
+    if what == "checkpoint":
+        artifacts = rec.get("artifacts") or {}
+        size = artifacts.get("peft_adapter_bytes") or artifacts.get("weights_bytes")
+        return size / 2**20 if size else None
+    if what == "positions":
+        return float((rec.get("params") or {}).get("positions_added", 0))
+    if what == "generation":
+        phase = rec.get("phases", {}).get("generation", {})
+        return phase["wall_s"] / max(rec["eval"].get("n_articles") or 1, 1) if phase.get("wall_s") else None
+    return _versus_base(rec, what, data or {})
+
+
+def _versus_base(rec: dict, key: str, data: dict) -> float | None:
+    """A record's mean on a score read against the base model, minus the base model's (e.g. forgetting)."""
+    base = next((r for r in _ok(data) if r["kind"] == "baseline" and key in r["eval"]["scores"]), None)
+    if base is None or key not in rec["eval"]["scores"]:
+        return None
+    return rec["eval"]["scores"][key]["mean"] - base["eval"]["scores"][key]["mean"]
 
 
 COSTS = {"time": "training CPU seconds (from 0)", "memory": "peak RSS (MB)", "params": "trained parameters (log)"}
+SERVING = {"checkpoint": "checkpoint beside the base model (MB, log)", "positions": "prompt positions added",
+           "generation": "generation seconds per summary (from 0)"}
 
 
-def quality_vs_cost(data: dict, path: Path) -> Path | None:
-    """The deciding metric (eval.decide_on) against training CPU seconds, peak memory and trained parameters: means
-    with 95% intervals, baselines as horizontal lines with their interval shaded (they cost no training); the
-    verdict's pick starred, the contenders it weighed on cost ringed. None when nothing was trained."""
+def _quality_panel(ax, data: dict, trained: list[dict], baselines: list[dict], key: str, what: str) -> list:
+    """One panel: the deciding score of each trained record against one cost, baselines as lines."""
+    verdict = data.get("verdict") or {}
+    costs = [cost_of(r, what, data) for r in trained]
+    for rec, c in zip(trained, costs, strict=True):
+        if c is None:
+            continue
+        q, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
+        ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
+                    label=rec["name"], zorder=3)
+        if rec["name"] == verdict.get("pick"):
+            ax.plot(c, q, "*", color="black", markersize=16, zorder=4,
+                    label="picked" if verdict.get("action") == "pick" else "take if you must pick now")
+        elif rec["name"] in verdict.get("qualified", []):
+            ax.plot(c, q, "o", markerfacecolor="none", markeredgecolor="black", markersize=14, zorder=4)
+    for rec in baselines:
+        mean, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
+        ax.axhline(mean, color=colour(rec), linestyle=":", linewidth=1.5, label=f"{rec['name']} (baseline)")
+        ax.axhspan(low, high, color=colour(rec), alpha=0.08)
+    return [c for c in costs if c is not None]
+
+
+def _quality_figure(data: dict, path: Path, axes_wanted: dict[str, str], title: str) -> Path | None:
+    """The deciding score against each cost of `axes_wanted` that some trained record has, one panel each."""
     trained = [r for r in _ok(data) if r.get("train")]
     if not trained:
         return None
-    verdict = data.get("verdict") or {}
-    key = verdict.get("decide_on") or next(iter(scores_described(data)))
+    key = (data.get("verdict") or {}).get("decide_on") or next(iter(scores_described(data)))
+    def informative(what: str) -> bool:  # some record has a value, and not all the same (all 0 positions added)
+        values = {cost_of(r, what, data) for r in trained} - {None}
+        return len(values) > 1 or (len(values) == 1 and len(trained) == 1)
+    wanted = {w: t for w, t in axes_wanted.items() if informative(w)}
+    if not wanted:
+        return None
     baselines = [r for r in _ok(data) if not r.get("train") and key in r["eval"]["scores"]]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, len(wanted), figsize=(4.4 * len(wanted) + 0.6, 4.2), sharey=True, squeeze=False)
     top = max(r["eval"]["scores"][key]["ci95"][1] for r in _ok(data) if key in r["eval"]["scores"])
-    for ax, (what, axis_label) in zip(axes, COSTS.items(), strict=True):
-        costs = [cost_of(r, what) for r in trained]
-        for rec, c in zip(trained, costs, strict=True):
-            q, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
-            ax.errorbar(c, q, yerr=[[q - low], [high - q]], fmt="o", color=colour(rec), markersize=7, capsize=4,
-                        label=rec["name"], zorder=3)
-            if rec["name"] == verdict.get("pick"):
-                ax.plot(c, q, "*", color="black", markersize=16, zorder=4,
-                        label="picked" if verdict.get("action") == "pick" else "take if you must pick now")
-            elif rec["name"] in verdict.get("qualified", []):
-                ax.plot(c, q, "o", markerfacecolor="none", markeredgecolor="black", markersize=14, zorder=4)
-        for rec in baselines:
-            mean, (low, high) = rec["eval"]["scores"][key]["mean"], rec["eval"]["scores"][key]["ci95"]
-            ax.axhline(mean, color=colour(rec), linestyle=":", linewidth=1.5, label=f"{rec['name']} (baseline)")
-            ax.axhspan(low, high, color=colour(rec), alpha=0.08)
-        if what == "params":
+    for ax, (what, axis_label) in zip(axes[0], wanted.items(), strict=True):
+        costs = _quality_panel(ax, data, trained, baselines, key, what)
+        if what in ("params", "checkpoint"):
             ax.set_xscale("log")
-        elif what == "time":
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        elif what in ("time", "generation"):
             ax.set_xlim(0, max(costs) * 1.1)  # seconds from 0: ratios read true
-        else:  # memory: the base model's own footprint is in every method's; start the axis below the least
+        elif what == "memory":  # the base model's own footprint is in every method's: start below the least
             low = min(costs)
             ax.set_xlim(low * 0.8, max(costs) * 1.1)
             axis_label = f"peak RSS (MB; axis from {low * 0.8:,.0f})"
         ax.set(xlabel=axis_label)
         ax.set_ylim(0, top * 1.1 + 0.5)
     better = "higher" if scores_described(data).get(key, {}).get("higher_is_better", True) else "lower"
-    axes[0].set_ylabel(f"{scores_described(data).get(key, {}).get('title', key)}\nthe deciding score ({better} is "
-                       "better)")
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("Quality (mean, 95% interval) against cost; dotted: baselines; star: the verdict's pick; ringed: "
-                 "methods that beat every baseline")
+    axes[0][0].set_ylabel(f"{scores_described(data).get(key, {}).get('title', key)}\nthe deciding score ({better} "
+                          "is better)")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title)
     return _save(fig, path)
+
+
+def quality_vs_cost(data: dict, path: Path) -> Path | None:
+    """The deciding metric (eval.decide_on) against training CPU seconds, peak memory and trained parameters: means
+    with 95% intervals, baselines as horizontal lines with their interval shaded (they cost no training); the
+    verdict's pick starred, the contenders it weighed on cost ringed. None when nothing was trained."""
+    return _quality_figure(data, path, COSTS, "Quality (mean, 95% interval) against cost; dotted: baselines; star: "
+                           "the verdict's pick; ringed: methods that beat every baseline")
+
+
+def quality_vs_serving(data: dict, path: Path) -> Path | None:
+    """The deciding metric against what serving and keeping a method costs: its checkpoint, the prompt positions it
+    adds, generation seconds per summary, and the change from the base model of every score read against it
+    (forgetting). None when nothing was trained."""
+    versus = {k: f"{d['label']}, method minus base model" for k, d in scores_described(data).items()
+              if d.get("versus_base")}
+    return _quality_figure(data, path, {**SERVING, **versus}, "Quality against serving cost and forgetting; "
+                           "dotted: baselines; star: the verdict's pick")
 
 
 def pairwise(data: dict, path: Path) -> Path | None:
@@ -276,8 +335,8 @@ def lr_search(data: dict, path: Path) -> Path | None:
 
 
 PLOTS = {"pairwise.png": pairwise, "loss_curves.png": loss_curves, "val_loss.png": val_loss, "scores.png": score_bars,
-         "quality_vs_cost.png": quality_vs_cost, "resources.png": resource_timelines, "lr_schedule.png": lr_schedule,
-         "lr_search.png": lr_search}
+         "quality_vs_cost.png": quality_vs_cost, "quality_vs_serving.png": quality_vs_serving,
+         "resources.png": resource_timelines, "lr_schedule.png": lr_schedule, "lr_search.png": lr_search}
 """Every plot; each is drawn only where it carries information (its function returns None otherwise): nothing
 about training for a folder written by `evaluate --data`, no validation curve for one epoch, no search plot
 without a search."""

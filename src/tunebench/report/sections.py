@@ -51,8 +51,9 @@ class Section:
     """HTML shows only the title until clicked (the full numbers behind a picture)."""
 
 
-HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "train s",
-          "train tok/s", "generate s", "peak RSS MB", "best epoch"]
+HEADER = ["method", "status", "articles", "<scores>", "gen tokens (at max)", "trainable params", "checkpoint MB",
+          "prompt positions added", "train s", "train tok/s", "generate s", "peak RSS MB", "RSS mean / p99 MB",
+          "best epoch"]
 """The comparison table's columns; `<scores>` stands for one column per score of the run's metrics."""
 
 
@@ -75,14 +76,36 @@ def score_cell(data: dict, scores: dict, key: str) -> str:
     return f"{score_text(data, key, scores[key]['mean'])} [{score_text(data, key, low)}, {score_text(data, key, high)}]"
 
 
+def judged(data: dict) -> list[str]:
+    """The score keys that say how good a summary is (the comparison table's); descriptive ones have their own."""
+    return [k for k, d in scores_described(data).items() if not d.get("descriptive")]
+
+
+def descriptive(data: dict) -> list[str]:
+    return [k for k, d in scores_described(data).items() if d.get("descriptive")]
+
+
 def header(data: dict) -> list[str]:
-    """HEADER with one column per score."""
+    """HEADER with one column per (non-descriptive) score."""
     i = HEADER.index("<scores>")
-    return HEADER[:i] + [label(data, k) for k in scores_described(data)] + HEADER[i + 1:]
+    return HEADER[:i] + [label(data, k) for k in judged(data)] + HEADER[i + 1:]
 
 
 def _num(value, fmt: str = "{:,}") -> str:
     return "" if value is None else fmt.format(value)
+
+
+def _checkpoint_mb(artifacts: dict) -> str:
+    """What serving the method needs on disk beside the base model: its PEFT adapter, else its saved weights."""
+    size = artifacts.get("peft_adapter_bytes") or artifacts.get("weights_bytes")
+    return "" if not size else f"{size / 2**20:,.2f}"
+
+
+def _rss_spread(phase: dict) -> str:
+    """Mean and 99th percentile of the RSS sampled during training (generation for a baseline), as PEFT reports."""
+    if phase.get("rss_mean_mb") is None:
+        return ""
+    return f"{phase['rss_mean_mb']:,.0f} / {phase['rss_p99_mb']:,.0f}"
 
 
 def table_rows(data: dict) -> list[list[str]]:
@@ -98,13 +121,16 @@ def table_rows(data: dict) -> list[list[str]]:
         tokens = ev.get("mean_new_tokens")
         gen = "" if tokens is None else f"{tokens:.1f} ({100 * ev['share_hit_max_new_tokens']:.0f}%)"
         rows.append([rec["name"], rec["status"], str(len(ev["per_article"]))]
-                    + [score_cell(data, ev["scores"], k) for k in scores_described(data)] + [
+                    + [score_cell(data, ev["scores"], k) for k in judged(data)] + [
             gen,
             _num(params.get("trainable")),
+            _checkpoint_mb(rec.get("artifacts") or {}),
+            _num(params.get("positions_added") or None),
             _num(train.get("train_time_s"), "{:.0f}"),
             _num(train.get("train_tokens_per_s"), "{:.0f}"),
             _num(phases.get("generation", {}).get("wall_s"), "{:.0f}"),
             _num(peak, "{:.0f}"),
+            _rss_spread(phases.get("train") or phases.get("generation") or {}),
             _num(train.get("best_epoch")),
         ])
     return rows
@@ -147,6 +173,10 @@ def _difference_words(data: dict, test: dict) -> str:
 
     def num(x: float, signed: bool = False) -> str:
         return score_text(data, key, x, signed)
+    if significant(test) and scores_described(data).get(key, {}).get("descriptive"):
+        higher, lower = (a, b) if test["mean"] > 0 else (b, a)
+        return (f"{higher} higher than {lower} on {name} by {num(abs(test['mean']))} "
+                f"[{num(min(abs(low), abs(high)))}, {num(max(abs(low), abs(high)))}], p = {test['p_value']:.3g}")
     if significant(test):
         better_a = (test["mean"] > 0) != bool(test.get("lower_is_better"))
         winner, loser = (a, b) if better_a else (b, a)
@@ -291,7 +321,7 @@ def signals_line(data: dict) -> list[str]:
     deciding = {(t["a"], t["b"]): t for t in data.get("comparisons", []) if t["metric"] == key and significant(t)}
     lines = []
     for other, desc in described.items():
-        if desc.get("metric") == described[key].get("metric"):
+        if desc.get("metric") == described[key].get("metric") or desc.get("descriptive"):
             continue
         scored = [r for r in data["records"] if r["status"] == "SUCCESS" and other in r["eval"]["scores"]]
         if len(scored) < 2:
@@ -311,6 +341,26 @@ def signals_line(data: dict) -> list[str]:
     return lines
 
 
+def provenance_line(data: dict) -> str:
+    """Versions, commit and file hashes the run's numbers came from."""
+    env, prov = data.get("environment") or {}, data.get("provenance") or {}
+    versions = env.get("packages") or {}
+    if not versions:
+        return ""
+    parts = [f"tunebench {versions.get('tunebench')}"
+             + (f" (commit {env['git_commit'][:10]})" if env.get("git_commit") else ""),
+             *(f"{name} {versions[name]}" for name in ("torch", "transformers", "peft") if versions.get(name)),
+             f"Python {env.get('python')}"]
+    for what in ("model", "data"):
+        item = prov.get(what) or {}
+        hashes = item.get("sha256") or {}
+        if hashes:
+            parts.append(f"{what} " + ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in hashes.items()))
+        elif item.get("hub_id"):
+            parts.append(f"{what} {item['hub_id']} at revision {item.get('revision') or 'not cached'}")
+    return "Provenance: " + "; ".join(parts) + " (full hashes in results.json)."
+
+
 def derived_line(facts: dict) -> str:
     """The task settings derived from the training summaries (left at `auto`), with what they came from."""
     derived = facts.get("derived") or {}
@@ -328,6 +378,52 @@ def _data_line(facts: dict) -> str:
         parts.append(f"{name}: {split['rows_read']} rows read of {split['rows_in_source']}, "
                      f"{split['rows_kept']} kept ({skipped})")
     return "Data rows: " + "; ".join(parts) + "." if parts else ""
+
+
+def versus_base_lines(data: dict) -> list[str]:
+    """For a score read as a change from the base model (e.g. forgetting): each method minus the baseline that has
+    it, paired by article, with the 95% paired bootstrap interval and the sign-flip p-value (unadjusted)."""
+    lines = []
+    for key, desc in scores_described(data).items():
+        if not desc.get("versus_base"):
+            continue
+        with_score = [r for r in data["records"] if r["status"] == "SUCCESS" and key in r["eval"]["scores"]]
+        base = next((r["name"] for r in with_score if r["kind"] == "baseline"), None)
+        if base is None:
+            continue
+        parts = []
+        for rec in (r for r in with_score if r["kind"] == "method"):
+            test = next((t for t in data.get("comparisons", []) if t["metric"] == key and {t["a"], t["b"]} ==
+                         {rec["name"], base}), None)
+            if test is None:
+                continue
+            sign = 1 if test["a"] == rec["name"] else -1
+            low, high = sorted(sign * x for x in test["ci95"])
+            parts.append(f"{rec['name']} {score_text(data, key, sign * test['mean'], True)} "
+                         f"[{score_text(data, key, low, True)}, {score_text(data, key, high, True)}], "
+                         f"p = {test['p_value']:.3g}")
+        if parts:
+            lines.append(f"Change from the base model ({base}) in {desc['title']}, method minus base, paired over "
+                         f"the test articles ({desc.get('about', '')}): " + "; ".join(parts) + ".")
+    return lines
+
+
+def descriptive_section(data: dict) -> list[Section]:
+    """The descriptive scores (e.g. faithfulness signals) per record: a table of their means and intervals, with
+    what each can and cannot show."""
+    keys = descriptive(data)
+    recs = [r for r in data["records"] if r["status"] == "SUCCESS" and any(k in r["eval"]["scores"] for k in keys)]
+    if not keys or not recs:
+        return []
+    described = scores_described(data)
+    about = "; ".join(f"{label(data, k)}: {described[k]['title']}" for k in keys)
+    return [Section("What the summaries say (descriptive)", [
+        Para(f"Signals computed from each summary and its article, per article (mean [95% bootstrap CI]); they "
+             f"describe, they do not rank: {about}. They cannot tell whether a paraphrase is true or a name a "
+             "synonym; a summary that copies its article adds no numbers, names or word pairs (docs/metrics.md)."),
+        Table(["record", *(label(data, k) for k in keys)],
+              [[r["name"], *(score_cell(data, r["eval"]["scores"], k) for k in keys)] for r in recs]),
+        *(Para(line) for line in versus_base_lines(data))])]
 
 
 def _published(data: dict) -> list[Section]:
@@ -450,6 +546,8 @@ def evaluation_line(data: dict) -> list[str]:
 
 FIGURES = {"quality_vs_cost.png": "The deciding metric (95% intervals) against the cost of each trained method; "
                                    "baselines as horizontal lines",
+           "quality_vs_serving.png": "The deciding metric against serving cost (checkpoint size, prompt positions "
+                                      "added, generation seconds per summary) and forgetting",
            "pairwise.png": "Every pair of records on the deciding metric: row minus column; ● separated by the "
                            "verdict's corrected test, ○ by an unadjusted one only",
            "scores.png": "Every score per record with its 95% bootstrap interval",
@@ -478,7 +576,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  + (f" per process, {env['processes']} processes (torchrun, data parallel)"
                     if env.get("processes", 1) > 1 else "") + ".")]
     lead += [Para(line) for line in [_data_line(facts), derived_line(facts), *evaluation_line(data),
-                                     *merged_line(data)] if line]
+                                     *merged_line(data), provenance_line(data)] if line]
     pick = advice(data)
     if pick:
         lead.insert(0, Para(pick[0], box=True))
@@ -496,6 +594,7 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
              "'gen tokens' is the mean generated length and the share of summaries that hit the limit."),
         table(data)]))
     out += seed_summary(data)
+    out += descriptive_section(data)
     lines = comparisons(data)
     if lines:
         out.append(Section("Which differences are significant", collapsed=True, blocks=[

@@ -6,6 +6,7 @@ and a resumed run, each address their own MLflow run."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ MAX_PARAM = 6000
 
 class Tracker:
     def __init__(self, run_dir: Path, config: dict):
+        for noisy in ("mlflow", "alembic"):  # creating a store logs its migrations at INFO: not a user's business
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
 
         track = config.get("track") or {}
