@@ -240,6 +240,7 @@ CASES = [
     ("tracker unknown", compare("track.to=[neptune]"), None, "unknown tracker 'neptune' in track.to"),
     ("max_test below n_test", compare("eval.max_test=2"), None, "is below data.n_test"),
     ("decide_seconds 0", compare("eval.decide_seconds=0"), None, "'eval.decide_seconds' must be"),
+    ("serving_prompts -1", compare("eval.serving_prompts=-1"), None, "'eval.serving_prompts' must be"),
     ("pick of a run without one", ["summarize", "--from", "{copy}/pick", "{w}/a.txt"], _copy,
      "verdict picks no method"),
     ("name ../x", ["compare", "--preset", "smoke", "--runs-dir", "{runs}", "--name", "../x"], None,

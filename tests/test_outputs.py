@@ -13,6 +13,7 @@ from matplotlib import image
 
 from tunebench import metrics
 from tunebench.cli import main
+from tunebench.report.axes import explorer_points, front
 from tunebench.report.plots import PLOTS, lr_schedule, pairwise, quality_vs_cost, resource_timelines, val_loss
 
 NOT_IN_SMOKE = {"lr_search.png"}  # the smoke run (2 epochs) searches no learning rate
@@ -114,22 +115,59 @@ def test_pairwise_picture_needs_two_records(run, tmp_path):
     assert pairwise(data, tmp_path / "p.png") is not None
 
 
-@pytest.mark.e2e
-def test_report_renders_in_headless_chromium(run, tmp_path):
+def _browser(tmp_path, *args: str) -> subprocess.CompletedProcess:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if os.environ.get("TUNEBENCH_REQUIRE_BROWSER"):
             pytest.fail("chromium is required here (TUNEBENCH_REQUIRE_BROWSER is set) but not installed")
         pytest.skip("chromium not installed (CI installs it and sets TUNEBENCH_REQUIRE_BROWSER)")
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+@pytest.mark.e2e
+def test_report_renders_in_headless_chromium(run, tmp_path):
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
-                    (run / "report.html").as_uri()], capture_output=True, timeout=120, check=True)
+    _browser(tmp_path, f"--screenshot={shot}", "--window-size=1200,2000", (run / "report.html").as_uri())
     pixels = image.imread(shot)[..., :3]
     assert pixels.shape[0] >= 1000
     assert pixels.std() > 0.05  # text, table and plots, not a blank page
     assert (np.abs(pixels - pixels[0, 0]).sum(axis=-1) > 0.1).mean() > 0.02
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("x, y", [("memory", "serving"), ("params", "score:rouge1"), ("checkpoint", "text_loss")])
+def test_pareto_view_rings_the_front_in_a_browser(run, tmp_path, x, y):
+    """The interactive view, run by a real browser from the file: every record with both values drawn, and the
+    records it rings are the Pareto front Python computes from results.json for the same axes."""
+    data = json.loads((run / "results.json").read_text())
+    dom = _browser(tmp_path, "--dump-dom", f"{(run / 'report.html').as_uri()}#x={x}&y={y}").stdout
+    drawn = re.findall(r'<circle [^>]*data-name="([^"]+)"[^>]*class="(point(?: front)?)"', dom)
+    having = [p["name"] for p in explorer_points(data) if x in p["values"] and y in p["values"]]
+    assert sorted(name for name, _ in drawn) == sorted(having) and len(having) >= 8
+    ringed = sorted(name for name, cls in drawn if cls == "point front")
+    assert ringed == sorted(front(data, x, y)) and ringed
+    assert sorted(re.search(r'data-front="([^"]*)"', dom).group(1).split(",")) == ringed
+
+
+@pytest.mark.e2e
+def test_serving_cost_is_the_same_job_for_every_record(run):
+    data = json.loads((run / "results.json").read_text())
+    ok = [r for r in data["records"] if r["status"] == "SUCCESS"]
+    served = {r["name"]: r["serving"] for r in ok if r.get("serving")}
+    assert set(served) == {r["name"] for r in ok if not r["name"].startswith("lead")}  # Lead-k runs no model
+    cfg = data["config"]["eval"]
+    assert {(s["prompts"], s["new_tokens"]) for s in served.values()} == {(cfg["serving_prompts"],
+                                                                          cfg["serving_new_tokens"])}
+    assert served["lora"]["layers_merged"] > 0 and served["zero-shot"]["layers_merged"] == 0
+    pt = next(r for r in ok if r["name"] == "prompt-tuning")
+    assert served["prompt-tuning"]["positions_added"] == pt["params"]["positions_added"] > 0
+    assert all(s["tokens_per_s"] > 0 and s["first_token_s"] > 0 for s in served.values())
+    section = (run / "report.md").read_text().split("## Serving cost as deployed", 1)[1].split("\n## ", 1)[0]
+    assert f"| lora | {served['lora']['layers_merged']} |" in section
+    assert f"{served['prompt-tuning']['prompt_tokens_mean']:.0f} + {pt['params']['positions_added']}" in section
 
 
 class _Text(HTMLParser):

@@ -27,6 +27,7 @@ from tunebench.report import write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything
+from tunebench.serving import serving_cost
 from tunebench.text import lead_k
 from tunebench.track import Tracking, open_tracking
 from tunebench.train import train
@@ -110,6 +111,9 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
             record.artifacts["peft_adapter_bytes"] = sum(p.stat().st_size for p in (out_dir / "peft_adapter").rglob(
                 "*.safetensors"))
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
+    record.serving = serving_cost(tuned, bench.tokenizer, prompts or [ex.prompt_ids for ex in bench.encoded["test"]],
+                                  cfg.eval.serving_prompts, cfg.eval.serving_new_tokens, bench.runtime,
+                                  record.params["positions_added"])
     record.status = "SUCCESS"
     for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept
         shutil.rmtree(out_dir / scratch, ignore_errors=True)

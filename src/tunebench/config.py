@@ -176,6 +176,11 @@ class EvalConfig:
     decide_seconds: float = 600.0
     """Wall seconds the extra looks may take in all; a look that would go past it is not started.
     Range: a finite number > 0."""
+    serving_prompts: int = 4
+    """Serving cost as deployed (serving.py): the first n test prompts decoded together in one fixed job per record,
+    adapters merged where the method allows (0: no serving job). Range: >= 0."""
+    serving_new_tokens: int = 32
+    """Tokens each prompt of the serving job generates, exactly (EOS is suppressed until then). Range: >= 1."""
 
 
 @dataclass
@@ -393,10 +398,11 @@ def load_config(preset: str | None = None, config_file: str | None = None,
 COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "data.max_train", "train.epochs",
           "train.batch_size", "train.grad_accum_steps", "train.max_steps", "train.max_tokens", "train.threads",
           "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
-          "eval.max_sentences", "eval.decide_step", "eval.max_test", "search.trials", "search.rungs")
+          "eval.max_sentences", "eval.decide_step", "eval.max_test", "eval.serving_new_tokens", "search.trials",
+          "search.rungs")
 """Whole numbers >= 1 (None passes where the field allows it): zero would leave nothing to do."""
 NON_NEGATIVE = ("data.seed", "train.seed", "data.n_val", "data.min_article_words", "train.warmup_steps",
-                "train.checkpoint_every_steps", "eval.no_repeat_ngram_size")
+                "train.checkpoint_every_steps", "eval.no_repeat_ngram_size", "eval.serving_prompts")
 """Whole numbers >= 0: seeds, and counts where 0 means "none" or "off"."""
 POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s", "eval.decide_seconds")
 """Finite numbers > 0 (None passes where the field allows it): rates, norms, durations."""

@@ -70,6 +70,17 @@ def _generation_range(bench, rates: tuple[float, float], n_prompts: int, tokens:
     return tuple(batches * (read + t * per_token) + extra for t in tokens)
 
 
+def _serving_s(bench, rates: tuple[float, float]) -> float:
+    """Seconds of one record's fixed serving job (serving.py): a warm-up, REPEATS first-token passes and REPEATS
+    whole passes of eval.serving_new_tokens, from the rates of a batch of eval.batch_size (at most that big)."""
+    from tunebench.serving import REPEATS
+
+    if not bench.cfg.eval.serving_prompts:
+        return 0.0
+    read, per_token = rates
+    return read * (1 + 2 * REPEATS) + REPEATS * bench.cfg.eval.serving_new_tokens * per_token
+
+
 def _method_s(bench, method) -> dict[str, float]:
     """Training, validation and generation seconds of one method, extrapolated from measured steps."""
     cfg, rt, train_set, val_set = bench.cfg, bench.runtime, bench.encoded["train"], bench.encoded["val"]
@@ -126,20 +137,22 @@ def estimate_run(cfg: Config) -> str:
            f"{min(cfg.eval.batch_size, len(test))}, generation ranges from {tokens[0]:.0f} new tokens per summary "
            f"(the references' 95th percentile) to {tokens[1]:.0f} (eval.max_new_tokens)"]
     low = high = prepare_s
+    serving = _serving_s(bench, rates)
+    serving_words = f", serving job {serving:.0f} s" if serving else ""
     loss = any(m.needs_loss or m.needs_text_loss for m in bench.metrics)
     for name in cfg.eval.baselines:
         if name == "zero-shot" or (name == "zero-shot-chat" and getattr(bench.tokenizer, "chat_template", None)):
             lo, hi = _generation_range(bench, rates, len(test), tokens, loss and name == "zero-shot")
-            low, high = low + lo, high + hi
-            out.append(f"  {name}: generation {lo:.0f}-{hi:.0f} s")
+            low, high = low + lo + serving, high + hi + serving
+            out.append(f"  {name}: generation {lo:.0f}-{hi:.0f} s{serving_words}")
     for name in cfg.methods:
         _say(f"{name}: two training steps")
         t = _method_s(bench, METHODS[name])
         lo, hi = _generation_range(bench, rates, len(test), tokens, loss)
-        fixed = t["train"] + t["validation"]
+        fixed = t["train"] + t["validation"] + serving
         low, high = low + fixed + lo, high + fixed + hi
         out.append(f"  {name}: training {t['train']:.0f} s ({t['steps']} steps x {t['step']:.1f} s), validation "
-                   f"{t['validation']:.0f} s, generation {lo:.0f}-{hi:.0f} s")
+                   f"{t['validation']:.0f} s, generation {lo:.0f}-{hi:.0f} s{serving_words}")
     extra = " (a learning-rate search adds its trials: not estimated)" if cfg.search.enabled else ""
     out.append(f"  total: about {_duration(high)} with one seed (at least {_duration(low)}){extra}")
     if cfg.eval.decide and cfg.methods:

@@ -88,6 +88,8 @@ class Record:
     train: dict | None = None
     eval: dict | None = None
     artifacts: dict | None = None
+    serving: dict | None = None
+    """The fixed decoding job's figures (serving.py): tokens/s, time to first token, memory, layers merged."""
     error: str | None = None
     traceback: str | None = None
 

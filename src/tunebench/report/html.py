@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 from pathlib import Path
 
 from tunebench.files import atomic_write_text
-from tunebench.report.sections import Figure, Items, Para, Table, sections
+from tunebench.report.sections import Explorer, Figure, Items, Para, Table, sections
 
 STYLE = """body{font-family:sans-serif;margin:2em;color:#222;max-width:1300px}
 table{border-collapse:collapse;font-size:13px}
@@ -38,7 +39,26 @@ def _block(block, plot_dir: Path) -> str:
         data = base64.b64encode((plot_dir / block.file).read_bytes()).decode("ascii")
         return (f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{inline(block.caption)}</figcaption></figure>")
+    if isinstance(block, Explorer):
+        return _explorer(block)
     raise TypeError(f"unknown report block {block!r}")
+
+
+SCRIPT = Path(__file__).with_name("explorer.js")
+
+
+def _explorer(block: Explorer) -> str:
+    """Two axis menus, an SVG the script draws, the points as JSON: works from the file, no server, nothing
+    fetched."""
+    payload = json.dumps({"axes": block.axes, "points": block.points, "x": block.x, "y": block.y})
+    payload = payload.replace("<", "\\u003c")  # no "</script>" can end the data early
+    return (f"<p>{inline(block.text)}</p>"
+            '<div><label>x: <select id="explorer-x"></select></label> '
+            '<label>y: <select id="explorer-y"></select></label></div>'
+            '<svg id="explorer-svg" width="760" height="460" role="img" aria-label="Pareto view"></svg>'
+            '<div id="explorer-note"></div>'
+            f'<script type="application/json" id="explorer-data">{payload}</script>'
+            f"<script>{SCRIPT.read_text(encoding='utf-8')}</script>")
 
 
 def render_html(data: dict, plots: list[Path]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunebench.files import atomic_write_text
-from tunebench.report.sections import Figure, Items, Para, Table, advice, judged, label, score_text, sections
+from tunebench.report.sections import Explorer, Figure, Items, Para, Table, advice, judged, label, score_text, sections
 from tunebench.verdict import peak_rss_mb
 
 
@@ -23,6 +23,8 @@ def render_markdown(data: dict, plots: list[str] | None = None) -> str:
                 out += [*(f"- {line}" for line in block.lines), ""]
             elif isinstance(block, Figure):
                 out += [f"![{block.caption}](plots/{block.file})", ""]
+            elif isinstance(block, Explorer):
+                out += [block.text, ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

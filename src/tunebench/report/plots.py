@@ -13,13 +13,12 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tunebench.methods import METHODS, ZERO_SHOT  # noqa: E402
+from tunebench.report.axes import COSTS, FROM_ZERO, LOG_AXES, SERVING, cost_of  # noqa: E402
 from tunebench.report.sections import label, score_text  # noqa: E402
 from tunebench.verdict import (  # noqa: E402
-    peak_rss_mb,
     primary_records,
     scores_described,
     significant,
-    train_cpu_s,
 )
 
 FIXED = {"lead": "#7f7f7f", ZERO_SHOT.name: ZERO_SHOT.colour, "zero-shot-chat": "#e377c2",
@@ -130,42 +129,6 @@ def score_bars(data: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def cost_of(rec: dict, what: str, data: dict | None = None) -> float | None:
-    """A trained record's cost on one axis (None where it has none)."""
-    train = rec.get("train")
-    if not train:
-        return None
-    if what == "params":
-        return rec["params"]["trainable"]
-    if what == "time":
-        return train_cpu_s(rec)
-    if what == "memory":
-        return peak_rss_mb(rec)
-    if what == "checkpoint":
-        artifacts = rec.get("artifacts") or {}
-        size = artifacts.get("peft_adapter_bytes") or artifacts.get("weights_bytes")
-        return size / 2**20 if size else None
-    if what == "positions":
-        return float((rec.get("params") or {}).get("positions_added", 0))
-    if what == "generation":
-        phase = rec.get("phases", {}).get("generation", {})
-        return phase["wall_s"] / max(rec["eval"].get("n_articles") or 1, 1) if phase.get("wall_s") else None
-    return _versus_base(rec, what, data or {})
-
-
-def _versus_base(rec: dict, key: str, data: dict) -> float | None:
-    """A record's mean on a score read against the base model, minus the base model's (e.g. forgetting)."""
-    base = next((r for r in _ok(data) if r["kind"] == "baseline" and key in r["eval"]["scores"]), None)
-    if base is None or key not in rec["eval"]["scores"]:
-        return None
-    return rec["eval"]["scores"][key]["mean"] - base["eval"]["scores"][key]["mean"]
-
-
-COSTS = {"time": "training CPU seconds (from 0)", "memory": "peak RSS (MB)", "params": "trained parameters (log)"}
-SERVING = {"checkpoint": "checkpoint beside the base model (MB, log)", "positions": "prompt positions added",
-           "generation": "generation seconds per summary (from 0)"}
-
-
 def _quality_panel(ax, data: dict, trained: list[dict], baselines: list[dict], key: str, what: str) -> list:
     """One panel: the deciding score of each trained record against one cost, baselines as lines."""
     verdict = data.get("verdict") or {}
@@ -205,10 +168,10 @@ def _quality_figure(data: dict, path: Path, axes_wanted: dict[str, str], title: 
     top = max(r["eval"]["scores"][key]["ci95"][1] for r in _ok(data) if key in r["eval"]["scores"])
     for ax, (what, axis_label) in zip(axes[0], wanted.items(), strict=True):
         costs = _quality_panel(ax, data, trained, baselines, key, what)
-        if what in ("params", "checkpoint"):
+        if what in LOG_AXES:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        elif what in ("time", "generation"):
+        elif what in FROM_ZERO:
             ax.set_xlim(0, max(costs) * 1.1)  # seconds from 0: ratios read true
         elif what == "memory":  # the base model's own footprint is in every method's: start below the least
             low = min(costs)
@@ -234,7 +197,7 @@ def quality_vs_cost(data: dict, path: Path) -> Path | None:
 
 def quality_vs_serving(data: dict, path: Path) -> Path | None:
     """The deciding metric against what serving and keeping a method costs: its checkpoint, the prompt positions it
-    adds, generation seconds per summary, and the change from the base model of every score read against it
+    adds, tokens/s in the fixed serving job, and the change from the base model of every score read against it
     (forgetting). None when nothing was trained."""
     versus = {k: f"{d['label']}, method minus base model" for k, d in scores_described(data).items()
               if d.get("versus_base")}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tunebench.report.axes import axis_value, explorer_axes, explorer_points
 from tunebench.verdict import peak_rss_mb, scores_described, significant, train_cpu_s
 
 
@@ -39,6 +40,25 @@ class Figure:
     file: str
     """The plot's file name in the run's plots/ folder."""
     caption: str
+
+
+@dataclass
+class Explorer:
+    """The interactive Pareto view (HTML): every record on two axes the reader chooses, the front ringed."""
+    axes: dict
+    """axis key -> label, higher (is better), log."""
+    points: list
+    """One per record: name, kind, values per axis, ci95 per score axis."""
+    x: str
+    y: str
+
+    @property
+    def text(self) -> str:
+        """The paragraph both renderers show above the view (markdown shows only this)."""
+        return ("report.html shows every record on any two of these axes, the Pareto front (the records no other "
+                "beats on both, each axis read in its better direction) ringed; the address keeps the choice, e.g. "
+                f"`report.html#x={self.x}&y={self.y}`. Axes: "
+                + "; ".join(f"{a['label']} (`{key}`)" for key, a in self.axes.items()) + ".")
 
 
 @dataclass
@@ -491,6 +511,65 @@ def phase_rows(data: dict) -> list[Section]:
         Table(["record", "setup", "search", "train", "validation", "generate", "more articles", "total"], rows)])]
 
 
+def serving_section(data: dict) -> list[Section]:
+    """The fixed decoding job of every record (serving.py), read against the base model's (zero-shot)."""
+    served = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("serving")]
+    if not served:
+        return []
+    base = next((r["serving"]["tokens_per_s"] for r in served if r["kind"] == "baseline"
+                 and not (r.get("params") or {}).get("positions_added") and r["name"] != "zero-shot-chat"), None)
+    rows = []
+    for rec in served:
+        s = rec["serving"]
+        rows.append([rec["name"], str(s["layers_merged"] or ""), f"{s['prompt_tokens_mean']:.0f}"
+                     + (f" + {s['positions_added']}" if s.get("positions_added") else ""),
+                     f"{s['first_token_s']:.3f}", f"{s['tokens_per_s']:.1f}",
+                     f"{s['tokens_per_s'] / base:.2f}" if base else "",
+                     _num(s.get("decode_tokens_per_s"), "{:.1f}"), f"{s['added_rss_mb']:,.0f}",
+                     _checkpoint_mb(rec.get("artifacts") or {})])
+    first = served[0]["serving"]
+    return [Section("Serving cost as deployed", [
+        Para(f"One fixed decoding job per record: the same first {first['prompts']} test prompts in one batch, "
+             f"exactly {first['new_tokens']} greedy tokens each, adapters merged into the weights where the method "
+             "allows ('layers merged': they then cost what the base model costs), learned prompts and prefixes "
+             "in front of every prompt as they must run ('+ n' positions). The median of "
+             f"{first.get('repeats', 1)} timed passes after a warm-up, on a shared machine: read the ratio to the "
+             "base model ('x base'), measured the same way in this run, rather than the absolute "
+             "figures. 'added MB': RSS the job added over the model already loaded; 'checkpoint MB': what serving "
+             "needs on disk beside the base model."),
+        Table(["record", "layers merged", "prompt tokens", "first token s", "tokens/s", "x base", "decode tokens/s",
+               "added MB", "checkpoint MB"], rows)])]
+
+
+def contender_costs(data: dict) -> list:
+    """The verdict's cost view: every contender (and the pick) on every cost axis the run measured."""
+    v = data.get("verdict") or {}
+    names = list(dict.fromkeys([*v.get("qualified", []), *v.get("contenders", [])]))
+    records = {r["name"]: r for r in data["records"] if r["status"] == "SUCCESS"}
+    names = [n for n in names if n in records and records[n].get("train")]
+    if not names:
+        return []
+    axes = {a: d for a, d in explorer_axes(data).items() if not a.startswith("score:")}
+    cells = {a: [axis_value(records[n], a, data) for n in names] for a in axes}
+    shown = [a for a in axes if any(c is not None for c in cells[a])]
+    rows = [[n + (" (beats every baseline)" if n in v.get("qualified", []) else "")]
+            + ["" if cells[a][i] is None else axes[a]["fmt"].format(cells[a][i]) for a in shown]
+            for i, n in enumerate(names)]
+    return [Para("What each contender costs, on every axis measured (the Pareto front above is over the first three: "
+                 "training CPU seconds, peak memory, trained parameters; the report.html view lets you choose any "
+                 "two axes):"), Table(["contender", *(axes[a]["short"] for a in shown)], rows)]
+
+
+def explorer(data: dict) -> list[Section]:
+    """The Pareto view over any two axes: interactive in report.html, one line in report.md."""
+    points = [p for p in explorer_points(data) if len(p["values"]) > 1]
+    if len(points) < 2:
+        return []
+    axes = explorer_axes(data)
+    y = next(iter(axes))
+    return [Section("Pareto view: any two axes", [Explorer(axes, points, "time", y)])]
+
+
 def budget_rows(data: dict) -> list[Section]:
     """What was equal for every method, and what each one used of it."""
     trained = [r for r in data["records"] if r["status"] == "SUCCESS" and r.get("train")]
@@ -547,7 +626,7 @@ def evaluation_line(data: dict) -> list[str]:
 FIGURES = {"quality_vs_cost.png": "The deciding metric (95% intervals) against the cost of each trained method; "
                                    "baselines as horizontal lines",
            "quality_vs_serving.png": "The deciding metric against serving cost (checkpoint size, prompt positions "
-                                      "added, generation seconds per summary) and forgetting",
+                                      "added, tokens/s in the fixed serving job) and forgetting",
            "pairwise.png": "Every pair of records on the deciding metric: row minus column; ● separated by the "
                            "verdict's corrected test, ○ by an unadjusted one only",
            "scores.png": "Every score per record with its 95% bootstrap interval",
@@ -584,7 +663,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     if pick:
         blocks = [Figure(LEAD_FIGURE, FIGURES[LEAD_FIGURE])] if LEAD_FIGURE in plots else []
         words = [Para(" ".join(pick))] + [Para(line) for line in (procedure_line(data), *signals_line(data)) if line]
-        out.append(Section("Which method to pick", [*words, *blocks]))  # the picture full width, under the words
+        # the picture full width, under the words; then what each contender costs
+        out.append(Section("Which method to pick", [*words, *blocks, *contender_costs(data)]))
         if PAIRWISE_FIGURE in plots:
             out.append(Section("All pairs at a glance", [Figure(PAIRWISE_FIGURE, FIGURES[PAIRWISE_FIGURE])]))
     out.append(Section("Every record", [
@@ -604,6 +684,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  "sign-flip permutation test; 'better' where the interval excludes 0 and p < 0.05. With repeats, "
                  "each method's first seed."),
             Items(lines)]))
+    out += serving_section(data)
+    out += explorer(data)
     out += budget_rows(data)
     out += search_rows(data)
     out += phase_rows(data)
