@@ -70,7 +70,7 @@ def real_run(tmp_path_factory):
     assert main(["compare", "--preset", "demo", "--runs-dir", str(runs), "--name", "real", "--quiet", "--set",
                  f"methods=[{','.join(REAL_METHODS)}]", "data.max_train=8", "data.n_val=2", "data.n_test=4",
                  "data.max_article_tokens=128", "train.batch_size=4", "train.warmup_steps=0", "eval.max_new_tokens=16",
-                 "eval.batch_size=4", "eval.max_test=8",
+                 "eval.batch_size=4", "eval.max_test=8", "eval.serving_new_tokens=8",
                  "method.lora.lr=3e-3", "method.dora.lr=3e-3", "method.ia3.lr=3e-2", "method.prefix_tuning.lr=3e-2",
                  "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0
     return runs / "real"

@@ -74,8 +74,9 @@ def test_frozen_cache_and_phase_times_are_reported(run):
     assert data["prepare_s"] > 0 and f"took {data['prepare_s']:.1f} s" in section
     for rec in data["records"]:
         row = next(line for line in section.splitlines() if line.startswith(f"| {rec['name']} |"))
-        setup, search, train, val, gen, more, total = (float(x) for x in row.strip("| ").split(" | ")[1:])
-        assert total == pytest.approx(setup + search + train + val + gen + more, abs=0.15) and search == 0
+        setup, search, train, val, gen, serve, more, total = (float(x) for x in row.strip("| ").split(" | ")[1:])
+        assert total == pytest.approx(setup + search + train + val + gen + serve + more, abs=0.15) and search == 0
+        assert (serve > 0) == bool(rec.get("serving"))
         assert train > 0 if rec.get("train") else train == 0
 
 

@@ -229,7 +229,7 @@ def test_embedded_model_round_trip(real_run, tmp_path):
     adapter through AutoPeftModelForCausalLM (its base_model_name_or_path), the others onto copies of it."""
     assert set(PEFT_METHODS) <= set(REAL_METHODS)
     decoding = ["train.precision=fp32", "eval.cut=eos"]
-    articles, common = job_settings(real_run, 3, decoding)
+    articles, common = job_settings(real_run, 2, decoding)
     base = json.loads((real_run / "lora" / "peft_adapter" / "adapter_config.json").read_text())[
         "base_model_name_or_path"]
     ours, jobs = {}, {"base": {"kind": "base", "path": base, **common}}

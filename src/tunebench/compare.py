@@ -111,9 +111,13 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
             record.artifacts["peft_adapter_bytes"] = sum(p.stat().st_size for p in (out_dir / "peft_adapter").rglob(
                 "*.safetensors"))
     record.eval, record.phases["generation"] = evaluate_tuned(bench, tuned, name, prompts)
-    record.serving = serving_cost(tuned, bench.tokenizer, prompts or [ex.prompt_ids for ex in bench.encoded["test"]],
-                                  cfg.eval.serving_prompts, cfg.eval.serving_new_tokens, bench.runtime,
-                                  record.params["positions_added"])
+    with PhaseMonitor() as serving_phase:
+        record.serving = serving_cost(tuned, bench.tokenizer,
+                                      prompts or [ex.prompt_ids for ex in bench.encoded["test"]],
+                                      cfg.eval.serving_prompts, cfg.eval.serving_new_tokens, bench.runtime,
+                                      record.params["positions_added"])
+    if record.serving:
+        record.phases["serving"] = serving_phase.as_dict()
     record.status = "SUCCESS"
     for scratch in ("checkpoint", "search"):  # done: the best weights and the record are all that is kept
         shutil.rmtree(out_dir / scratch, ignore_errors=True)

@@ -71,14 +71,14 @@ def _generation_range(bench, rates: tuple[float, float], n_prompts: int, tokens:
 
 
 def _serving_s(bench, rates: tuple[float, float]) -> float:
-    """Seconds of one record's fixed serving job (serving.py): a warm-up, REPEATS first-token passes and REPEATS
-    whole passes of eval.serving_new_tokens, from the rates of a batch of eval.batch_size (at most that big)."""
+    """Seconds of one record's fixed serving job (serving.py): a one-token warm-up and REPEATS passes of
+    eval.serving_new_tokens, from the rates of a batch of eval.batch_size (the job's batch is at most that big)."""
     from tunebench.serving import REPEATS
 
     if not bench.cfg.eval.serving_prompts:
         return 0.0
     read, per_token = rates
-    return read * (1 + 2 * REPEATS) + REPEATS * bench.cfg.eval.serving_new_tokens * per_token
+    return read * (1 + REPEATS) + REPEATS * bench.cfg.eval.serving_new_tokens * per_token
 
 
 def _method_s(bench, method) -> dict[str, float]:

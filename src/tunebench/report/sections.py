@@ -497,18 +497,20 @@ def phase_rows(data: dict) -> list[Section]:
         setup, gen = phases.get("setup", {}).get("wall_s", 0.0), phases.get("generation", {}).get("wall_s", 0.0)
         fit, search = phases.get("train", {}).get("wall_s", 0.0), phases.get("search", {}).get("wall_s", 0.0)
         val, more = train.get("val_time_s", 0.0), phases.get("looks", {}).get("wall_s", 0.0)
-        rows.append([rec["name"], *(f"{x:.1f}" for x in (setup, search, fit - val, val, gen, more,
-                                                           setup + search + fit + gen + more))])
-        total += setup + search + fit + gen + more
+        serve = phases.get("serving", {}).get("wall_s", 0.0)
+        rows.append([rec["name"], *(f"{x:.1f}" for x in (setup, search, fit - val, val, gen, serve, more,
+                                                           setup + search + fit + gen + serve + more))])
+        total += setup + search + fit + gen + serve + more
     if not rows:
         return []
     head = f"Loading and encoding the data and the model took {data['prepare_s']:.1f} s. " if data.get("prepare_s") \
         else ""
     return [Section("Where the time went", [
         Para(f"{head}Wall seconds per phase ('search': the learning-rate trials; 'train' without the per-epoch "
-             f"validation; 'generate' includes scoring; 'more articles': the verdict's later looks); all phases "
-             f"together: {total:.0f} s."),
-        Table(["record", "setup", "search", "train", "validation", "generate", "more articles", "total"], rows)])]
+             "validation; 'generate' includes scoring; 'serving': the fixed decoding job; 'more articles': the "
+             f"verdict's later looks); all phases together: {total:.0f} s."),
+        Table(["record", "setup", "search", "train", "validation", "generate", "serving", "more articles", "total"],
+              rows)])]
 
 
 def serving_section(data: dict) -> list[Section]:
