@@ -168,9 +168,6 @@ def run_compare(cfg: Config, run_dir: Path, show_progress: bool = True, seeds: l
     With `resume`, records already finished are kept and the method in progress continues from its checkpoint.
     """
     distributed.setup(cfg.train.dist_timeout_s)
-    if cfg.search.enabled and distributed.world_size() > 1:
-        raise TunebenchError("search.enabled is not supported under torchrun yet; search the learning rates in "
-                             "one process, then set method.<name>.lr for the distributed run")
     with ExitStack() as held:  # the run folder's lock, released when the run ends or fails
         if resume:  # a folder another process writes is refused before anything else
             claim(run_dir, False, held)
