@@ -250,6 +250,28 @@ def test_search_under_torchrun_equals_one_process_and_resumes_after_a_kill(runs)
     assert _close(one["train"]["train_loss_per_step"], two["train"]["train_loss_per_step"])
 
 
+def test_two_nodes_on_one_machine_train_as_one_process(runs):
+    """Issue 27: two launchers, as on two machines (`--nnodes 2`, each its `--node-rank`, one process each), meet
+    at a c10d rendezvous on localhost; the job gives the one-process results."""
+    import socket
+
+    single, _, root, base, _ = runs
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+                               str(node), "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "tb",
+                               "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "tunebench", "compare",
+                               *settings(base), THREE, "--runs-dir", str(root / "nodes"), "--name", "r"],
+                              env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for node in (0, 1)]
+    outs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outs
+    assert json.loads((root / "nodes" / "r" / "results.json").read_text())["environment"]["processes"] == 2
+    assert_same_results(single, root / "nodes" / "r", subset=True)
+
+
 def test_sharded_training_equals_one_process(runs):
     """train.fsdp=true: FSDP2 shards every block and the method's own tensors over the two processes."""
     single, _, root, base, _ = runs
