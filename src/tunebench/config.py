@@ -90,6 +90,16 @@ class TrainConfig:
     """Training pairs per micro-batch (under torchrun: the global batch, shared by the processes). Range: >= 1."""
     grad_accum_steps: int = 1
     """Micro-batches per optimizer step. Range: >= 1."""
+    micro_batch_size: int | None = None
+    """Most pairs one process runs through the model at once: each micro-batch (its share of it under torchrun)
+    goes forward and backward in pieces of this many, the gradients adding up to the whole batch's (results equal
+    within float tolerance; less activation memory, more passes). None: the whole share at once. Range: >= 1, or
+    None."""
+    activation_checkpointing: bool = False
+    """Keep only each transformer block's input in the forward and recompute the block in the backward
+    (transformers' per-layer checkpointing, torch.utils.checkpoint non-reentrant): activation memory of one block
+    instead of all, for about one more forward per step. A method whose prompt lives in the attention cache
+    (prefix tuning) is refused: the checkpointed blocks would run without it."""
     lr: float = 1e-4
     """Default learning rate; each method may set its own `lr`. Range: a finite number > 0."""
     warmup_steps: int = 100
@@ -396,8 +406,8 @@ def load_config(preset: str | None = None, config_file: str | None = None,
 
 
 COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "data.max_train", "train.epochs",
-          "train.batch_size", "train.grad_accum_steps", "train.max_steps", "train.max_tokens", "train.threads",
-          "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
+          "train.batch_size", "train.grad_accum_steps", "train.micro_batch_size", "train.max_steps", "train.max_tokens",
+          "train.threads", "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
           "eval.max_sentences", "eval.decide_step", "eval.max_test", "eval.serving_new_tokens", "search.trials",
           "search.rungs")
 """Whole numbers >= 1 (None passes where the field allows it): zero would leave nothing to do."""

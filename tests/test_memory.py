@@ -1,0 +1,88 @@
+"""Issue 28: memory a laptop can spare. `train.micro_batch_size` (the batch in pieces) and
+`train.activation_checkpointing` (blocks recomputed in the backward) change what is held, not what is learned:
+every method trains to the same losses and weights with them as without (fp32, within 1e-5); checkpointing really
+recomputes (each trained block runs a second forward per step); prefix tuning, whose prompt lives in the attention
+cache, is refused with one line. Peak memory itself is measured by benchmarks/memory.py, not here."""
+
+import copy
+
+import pytest
+import torch
+
+from tunebench.data.format import encode_example
+from tunebench.errors import TunebenchError
+from tunebench.layers import transformer_blocks
+from tunebench.methods import METHODS
+from tunebench.methods.base import trainable_state
+from tunebench.runtime import resolve_runtime
+from tunebench.train import train
+
+PAIRS = [(f"Article number {i} says something about topic {i % 3} and more.", f"Topic {i % 3}.") for i in range(11)]
+TOLERANCE = 1e-5
+
+
+def _train(lm, tokenizer, cfg, tmp_path, name, **settings):
+    """(training result, trained tensors) of `name` on 8 pairs (batch 4, 2 epochs, 1 validation pair short of a
+    full batch) with `settings` on train."""
+    enc = [encode_example(tokenizer, str(i), a, s, "\nTL;DR:\n", 64, 16) for i, (a, s) in enumerate(PAIRS)]
+    torch.manual_seed(0)
+    tuned = METHODS[name].build(copy.deepcopy(lm), cfg, tokenizer)
+    tcfg = copy.deepcopy(cfg.train)
+    tcfg.epochs, tcfg.warmup_steps, tcfg.batch_size = 2, 0, 4
+    for key, value in settings.items():
+        setattr(tcfg, key, value)
+    result = train(tuned, enc[:8], enc[8:], tcfg, 1e-2, resolve_runtime("fp32"), tmp_path / f"{name}.safetensors",
+                   tokenizer.pad_token_id, show_progress=False)
+    return result, trainable_state(tuned), tuned
+
+
+def _same(a, b) -> None:
+    (ra, wa), (rb, wb) = a, b
+    assert ra.steps == rb.steps
+    assert max(abs(x - y) for x, y in zip(ra.train_loss_per_step, rb.train_loss_per_step, strict=True)) <= TOLERANCE
+    assert max(abs(x - y) for x, y in zip(ra.val_loss_per_epoch, rb.val_loss_per_epoch, strict=True)) <= TOLERANCE
+    # GPT-2's fused query/key/value bias: the key part's gradient is zero in exact arithmetic (softmax ignores a
+    # constant added to a row of scores), so AdamW turns float noise into lr-sized steps there, in either run
+    noise = [k for k in wa if k.endswith("attn.c_attn.bias")]
+    assert wa.keys() == wb.keys() and all((wa[k] - wb[k]).abs().max() <= TOLERANCE for k in wa if k not in noise)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if n != "zero-shot"])
+def test_micro_batches_and_checkpointing_learn_what_the_whole_batch_learns(tiny_lm, tokenizer, cfg, tmp_path, name):
+    plain = _train(tiny_lm, tokenizer, cfg, tmp_path, name)[:2]
+    if not name.startswith("prefix"):  # prefix tuning is refused: the last test
+        # checkpointing replays the dropout masks (torch.utils.checkpoint keeps the random state): equal with dropout
+        _same(plain, _train(tiny_lm, tokenizer, cfg, tmp_path, name, activation_checkpointing=True)[:2])
+    # pieces draw their own dropout masks (as processes do under torchrun): equal only without dropout
+    for module in tiny_lm.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    plain = _train(tiny_lm, tokenizer, cfg, tmp_path, name)[:2]
+    _same(plain, _train(tiny_lm, tokenizer, cfg, tmp_path, name, micro_batch_size=3)[:2])  # pieces of 3 and 1
+
+
+@pytest.mark.parametrize("name", ["lora", "last-block"])
+def test_checkpointing_recomputes_the_trained_blocks_only(tiny_lm, tokenizer, cfg, tmp_path, name):
+    """Without checkpointing a block runs once per forward; with it, a block that gradients pass through runs once
+    more per step (its recompute in the backward). A frozen block below everything trained (last-block's trunk)
+    is not recomputed: no gradient passes through it."""
+    def calls(**settings) -> list[int]:
+        lm = copy.deepcopy(tiny_lm)
+        blocks = transformer_blocks(lm)
+        count = [0] * len(blocks)
+        for i, block in enumerate(blocks):
+            # a module inside the block: the recompute calls the block's forward itself, past the block's own hooks
+            block.mlp.register_forward_pre_hook(lambda *_, i=i: count.__setitem__(i, count[i] + 1))
+        _train(lm, tokenizer, cfg, tmp_path, name, cache_frozen=False, **settings)
+        return count
+
+    plain, checkpointed = calls(), calls(activation_checkpointing=True)
+    steps = 4  # 8 pairs, batch 4, 2 epochs; validation runs no backward
+    extra = [b - a for a, b in zip(plain, checkpointed, strict=True)]
+    assert extra == ([steps] * len(plain) if name == "lora" else [0] * (len(plain) - 1) + [steps])
+
+
+def test_prefix_tuning_with_checkpointing_is_refused(tiny_lm, tokenizer, cfg, tmp_path):
+    with pytest.raises(TunebenchError, match="activation_checkpointing cannot train a prompt that lives in the "
+                                             "attention cache"):
+        _train(tiny_lm, tokenizer, cfg, tmp_path, "prefix-tuning", activation_checkpointing=True)
