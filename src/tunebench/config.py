@@ -98,8 +98,8 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Keep only each transformer block's input in the forward and recompute the block in the backward
     (transformers' per-layer checkpointing, torch.utils.checkpoint non-reentrant): activation memory of one block
-    instead of all, for about one more forward per step. A method whose prompt lives in the attention cache
-    (prefix tuning) is refused: the checkpointed blocks would run without it."""
+    instead of all, for about one more forward of the blocks gradients pass through per step; every method,
+    the frozen-trunk cache and FSDP compose with it (a frozen trunk is not recomputed)."""
     lr: float = 1e-4
     """Default learning rate; each method may set its own `lr`. Range: a finite number > 0."""
     warmup_steps: int = 100
@@ -407,9 +407,9 @@ def load_config(preset: str | None = None, config_file: str | None = None,
 
 COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "data.max_train", "train.epochs",
           "train.batch_size", "train.grad_accum_steps", "train.micro_batch_size", "train.max_steps", "train.max_tokens",
-          "train.threads", "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k", "eval.bootstrap_resamples",
-          "eval.max_sentences", "eval.decide_step", "eval.max_test", "eval.serving_new_tokens", "search.trials",
-          "search.rungs")
+          "train.threads", "eval.batch_size", "eval.max_new_tokens", "eval.num_beams", "eval.lead_k",
+          "eval.bootstrap_resamples", "eval.max_sentences", "eval.decide_step", "eval.max_test",
+          "eval.serving_new_tokens", "search.trials", "search.rungs")
 """Whole numbers >= 1 (None passes where the field allows it): zero would leave nothing to do."""
 NON_NEGATIVE = ("data.seed", "train.seed", "data.n_val", "data.min_article_words", "train.warmup_steps",
                 "train.checkpoint_every_steps", "eval.no_repeat_ngram_size", "eval.serving_prompts")

@@ -267,9 +267,6 @@ def checkpoint_activations(model: TunedModel) -> None:
     on every block; it applies only in training mode with gradients on, so evaluation and generation are unchanged.
     Library code, not our own wrapper: its layers already run the checkpoint around `forward` (FSDP2's hooks stay
     outside) and a frozen trunk replayed from the cache (`replaying`) bypasses it."""
-    if model.prefix_length():
-        raise TunebenchError("train.activation_checkpointing cannot train a prompt that lives in the attention cache "
-                             "(the checkpointed blocks run without their cache): set it false for this method")
     try:
         model.lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     except ValueError as exc:  # the architecture has no checkpointing layers
@@ -278,6 +275,14 @@ def checkpoint_activations(model: TunedModel) -> None:
     # would run the backward through a frozen trunk (measured: last-block 2.3x slower, 1.8x the memory); the
     # non-reentrant checkpoint needs no such thing
     model.lm.disable_input_require_grads()
+    if model.prefix_length():  # a learned key/value prefix: its cache is read-only in training (prefix_cache's
+        from transformers.modeling_layers import GradientCheckpointingLayer  # `fixed`): the blocks may keep it
+
+        for module in model.lm.modules():
+            if isinstance(module, GradientCheckpointingLayer):
+                module._can_checkpoint_with_cache = True
+            elif getattr(module, "gradient_checkpointing", False):
+                module.gradient_checkpointing = False  # above the blocks it only drops the cache (GPT-2's model)
 
 
 def _frozen_trunk(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], batch_size: int, pad_id: int,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 from torch import nn
@@ -88,6 +89,11 @@ def replaying(model: TunedModel, states: torch.Tensor | None) -> Iterator[None]:
 
 
 
+def _after_prefix(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    """A fixed cache layer's update: the prefix, then this forward's keys/values, nothing stored."""
+    return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
 class LearnedRows(nn.Module):
     """`weight` (n, width): trainable rows, the same for every sequence of a batch."""
 
@@ -119,8 +125,10 @@ class TunedModel(nn.Module):
         ones = attention_mask.new_ones(prefix.shape[:2])
         return torch.cat([prefix, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
 
-    def prefix_cache(self, batch_size: int, dtype: torch.dtype):
-        """The learned keys/values as a cache for `batch_size` sequences (None without a kv prefix)."""
+    def prefix_cache(self, batch_size: int, dtype: torch.dtype, fixed: bool = False):
+        """The learned keys/values as a cache for `batch_size` sequences (None without a kv prefix). `fixed`: for
+        one forward pass (training, scoring): the cache keeps the prefix only, each block's keys/values go after it
+        without being stored, so a block recomputed by activation checkpointing finds the cache as it was."""
         if self.kv_prefix is None:
             return None
         from transformers import DynamicCache
@@ -134,6 +142,9 @@ class TunedModel(nn.Module):
         cache = DynamicCache(config=config)
         for layer in range(layers):
             cache.update(kv[2 * layer], kv[2 * layer + 1], layer)
+        if fixed:
+            for layer in cache.layers:
+                layer.update = partial(_after_prefix, layer)  # an instance attribute shadows the method
         return cache
 
     def prefix_length(self) -> int:
@@ -148,7 +159,7 @@ class TunedModel(nn.Module):
         `trunk_states`: the output of the frozen trunk for this batch (trunk_cache.py); those blocks are then skipped.
         """
         embeds, mask = self.embed(input_ids, attention_mask)
-        cache = self.prefix_cache(input_ids.shape[0], embeds.dtype)
+        cache = self.prefix_cache(input_ids.shape[0], embeds.dtype, fixed=True)
         if cache is not None:
             mask = torch.cat([mask.new_ones(mask.shape[0], self.prefix_length()), mask], dim=1)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, -embeds.shape[1]:]  # left padding shifts nothing
