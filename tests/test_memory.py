@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tunebench.data.format import encode_example
+from tunebench.errors import TunebenchError
 from tunebench.layers import transformer_blocks
 from tunebench.methods import METHODS
 from tunebench.methods.base import trainable_state
@@ -78,3 +79,41 @@ def test_checkpointing_recomputes_the_trained_blocks_only(tiny_lm, tokenizer, cf
     steps = 4  # 8 pairs, batch 4, 2 epochs; validation runs no backward
     extra = [b - a for a, b in zip(plain, checkpointed, strict=True)]
     assert extra == ([0] * (len(plain) - 1) + [steps] if name == "last-block" else [steps] * len(plain))
+
+
+def test_a_memory_limit_that_everything_fits_trains_as_given(tiny_lm, tokenizer, cfg, tmp_path):
+    """The measured step leaves nothing behind: the same losses and weights as a run without a limit."""
+    result, weights, _ = _train(tiny_lm, tokenizer, cfg, tmp_path, "lora", memory_limit_mb=1e9)
+    assert result.memory_plan["tried"][0]["peak_mb"] > 0 and len(result.memory_plan["tried"]) == 1
+    assert (result.memory_plan["activation_checkpointing"], result.memory_plan["micro_batch_size"]) == (False, None)
+    _same(_train(tiny_lm, tokenizer, cfg, tmp_path, "lora")[:2], (result, weights))
+
+
+def test_a_memory_limit_picks_the_first_setting_that_fits_and_trains_with_it(tiny_lm, tokenizer, cfg, tmp_path,
+                                                                             monkeypatch):
+    """Peaks as if measured 5000, 3000, 2000 MB (as given, checkpointing, micro-batches of 2): a 2500 MB limit
+    trains with checkpointing and micro-batches of 2, exactly as a run with those settings written out."""
+    from tunebench import memory_plan
+    from tunebench.resources import PhaseMonitor
+
+    peaks = iter([5000.0, 3000.0, 2000.0])
+
+    class Measured(PhaseMonitor):
+        def __exit__(self, *exc):
+            super().__exit__(*exc)
+            self.peak_rss_mb = next(peaks)
+
+    monkeypatch.setattr(memory_plan, "PhaseMonitor", Measured)
+    result, weights, _ = _train(tiny_lm, tokenizer, cfg, tmp_path, "lora", memory_limit_mb=2500)
+    plan = result.memory_plan
+    assert [(t["activation_checkpointing"], t["micro_batch_size"]) for t in plan["tried"]] == \
+        [(False, None), (True, None), (True, 2)]
+    assert (plan["activation_checkpointing"], plan["micro_batch_size"], plan["peak_mb"]) == (True, 2, 2000.0)
+    _same(_train(tiny_lm, tokenizer, cfg, tmp_path, "lora", activation_checkpointing=True, micro_batch_size=2)[:2],
+          (result, weights))
+
+
+def test_a_memory_limit_nothing_fits_is_refused_in_one_line(tiny_lm, tokenizer, cfg, tmp_path):
+    with pytest.raises(TunebenchError, match=r"train.memory_limit_mb=1: even activation checkpointing with "
+                                             r"micro-batches of 1 peaked at [\d,]+ MB in a measured step; raise"):
+        _train(tiny_lm, tokenizer, cfg, tmp_path, "lora", memory_limit_mb=1)

@@ -95,6 +95,11 @@ class TrainConfig:
     goes forward and backward in pieces of this many, the gradients adding up to the whole batch's (results equal
     within float tolerance; less activation memory, more passes). None: the whole share at once. Range: >= 1, or
     None."""
+    memory_limit_mb: float | None = None
+    """Memory training may use (RSS on a CPU, CUDA allocated on a GPU): before the first step, one step of the
+    largest batch is measured as given, then with activation checkpointing, then with micro-batches halved, and the
+    first that fits trains (recorded under train.memory_plan; nothing fits: one-line error). None: as set.
+    Range: a finite number > 0, or None."""
     activation_checkpointing: bool = False
     """Keep only each transformer block's input in the forward and recompute the block in the backward
     (transformers' per-layer checkpointing, torch.utils.checkpoint non-reentrant): activation memory of one block
@@ -414,7 +419,8 @@ COUNTS = ("data.n_test", "data.max_article_tokens", "data.max_summary_tokens", "
 NON_NEGATIVE = ("data.seed", "train.seed", "data.n_val", "data.min_article_words", "train.warmup_steps",
                 "train.checkpoint_every_steps", "eval.no_repeat_ngram_size", "eval.serving_prompts")
 """Whole numbers >= 0: seeds, and counts where 0 means "none" or "off"."""
-POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s", "eval.decide_seconds")
+POSITIVE = ("train.lr", "train.max_grad_norm", "train.max_seconds", "train.dist_timeout_s", "train.memory_limit_mb",
+            "eval.decide_seconds")
 """Finite numbers > 0 (None passes where the field allows it): rates, norms, durations."""
 FRACTIONS = ("data.fraction", "search.budget_fraction")
 """Shares in (0, 1]."""

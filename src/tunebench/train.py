@@ -56,6 +56,8 @@ class TrainResult:
     """The frozen-trunk cache, if used: blocks skipped, bytes, where, build time (in train_time_s), reuse."""
     budget: dict = field(default_factory=dict)
     """What was equal for every method (kind, amount) and the plan: steps, steps per epoch, epochs."""
+    memory_plan: dict = field(default_factory=dict)
+    """With train.memory_limit_mb: the measured candidates and the settings chosen (memory_plan.py)."""
 
     @property
     def train_tokens_per_s(self) -> float:
@@ -285,6 +287,26 @@ def checkpoint_activations(model: TunedModel) -> None:
                 module.gradient_checkpointing = False  # above the blocks it only drops the cache (GPT-2's model)
 
 
+def fit_memory(run: Training, step: RankStep, train_set: list[Encoded], cfg: TrainConfig, show_progress: bool) -> None:
+    """train.memory_limit_mb: measure and choose (memory_plan.py), or take the plan a resumed run started with."""
+    from tunebench.memory_plan import plan_memory
+
+    plan = run.result.memory_plan
+    if not plan:
+        batches = batch_order(train_set, cfg.batch_size, seed=cfg.seed * 1000 + 1)
+        plan = run.result.memory_plan = plan_memory(step, batches, [len(ex) for ex in train_set], cfg.memory_limit_mb,
+                                                     cfg.activation_checkpointing, cfg.micro_batch_size,
+                                                     lambda: checkpoint_activations(run.model))
+        if show_progress:
+            pieces = plan["micro_batch_size"] or "the whole share"
+            distributed.say(f"tunebench: train.memory_limit_mb={cfg.memory_limit_mb:g}: activation checkpointing "
+                            f"{'on' if plan['activation_checkpointing'] else 'off'}, micro-batches of {pieces} "
+                            f"(measured peak {plan['peak_mb']:,.0f} MB)")
+    elif plan["activation_checkpointing"] and not cfg.activation_checkpointing:
+        checkpoint_activations(run.model)
+    step.micro_batch_size = plan["micro_batch_size"]
+
+
 def _frozen_trunk(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], batch_size: int, pad_id: int,
                   runtime: Runtime, cache_dir: Path | None,
                   result: TrainResult) -> tuple[TrunkStates, TrunkStates | None]:
@@ -401,6 +423,8 @@ def train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     if result.steps:  # resumed: the curves logged before the kill, again (the tracker's record started afresh)
         replay_training(dataclasses.asdict(result), log)
     step = RankStep(run, train_set, pad_id, runtime, cfg.grad_accum_steps, cfg.micro_batch_size)
+    if cfg.memory_limit_mb is not None:
+        fit_memory(run, step, train_set, cfg, show_progress)
     best = math.inf if run.start["best"] is None else run.start["best"]
     out_of_time = cfg.budget == "seconds" and result.train_time_s >= cfg.max_seconds  # then agreed at each step
 
