@@ -252,7 +252,8 @@ def test_search_under_torchrun_equals_one_process_and_resumes_after_a_kill(runs)
 
 def test_two_nodes_on_one_machine_train_as_one_process(runs):
     """Issue 27: two launchers, as on two machines (`--nnodes 2`, each its `--node-rank`, one process each), meet
-    at a c10d rendezvous on localhost; the job gives the one-process results."""
+    at a c10d rendezvous on localhost; the job gives the one-process results. It also trains with activation
+    checkpointing and each process's share in micro-batches of 1 (issue 28): neither changes what is learned."""
     import socket
 
     single, _, root, base, _ = runs
@@ -263,7 +264,8 @@ def test_two_nodes_on_one_machine_train_as_one_process(runs):
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
                                str(node), "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "tb",
                                "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "tunebench", "compare",
-                               *settings(base), THREE, "--runs-dir", str(root / "nodes"), "--name", "r"],
+                               *settings(base), THREE, "train.activation_checkpointing=true",
+                               "train.micro_batch_size=1", "--runs-dir", str(root / "nodes"), "--name", "r"],
                               env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for node in (0, 1)]
     outs = [node.communicate(timeout=600)[0] for node in nodes]

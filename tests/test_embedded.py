@@ -34,7 +34,9 @@ def test_real_model_and_data_end_to_end(real_run):
     sample = data["data"]["splits"]["all"]
     assert (sample["rows_read"], sample["rows_kept"]) == (1000, 999)  # one row has an empty article or summary
     assert data["data"]["split_sizes"] == {"train": 8, "val": 2, "test": 4}
-    assert data["looks"]["sizes"] == [4, 8]  # eval.decide: at most one more look, on 4 unseen test articles
+    assert data["looks"]["sizes"] == [4]  # eval.decide=false: one look
+    served = {name for name, r in records.items() if r.get("serving")}  # the serving job, on the real model
+    assert served == set(records) - {"lead-1"} and all(records[n]["serving"]["new_tokens"] == 4 for n in served)
     expected = smollm2_counts()
     for name, count in expected.items():
         assert records[name]["params"]["trainable"] == count, name
@@ -77,15 +79,16 @@ def test_real_model_batched_generation_equals_unbatched_greedy(real_run, method)
 
 @pytest.fixture(scope="module")
 def zero_shot_to_the_limit(real_run):
-    """Zero-shot on 6 real articles decoded to 40 new tokens (cut at EOS only): what both cuts are checked against."""
+    """Zero-shot on 4 real articles decoded to 40 new tokens (cut at EOS only), in one batch: what both cuts are
+    checked against."""
     from tunebench.methods import ZERO_SHOT
 
     cfg, _, tokenizer = load_trained(real_run, "lora")
     lm, _ = load_model(cfg.model.name)
     tuned = ZERO_SHOT.build(lm, cfg, tokenizer)
-    articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:6]]
+    articles = [ex.article for ex in load_examples(DataConfig()).splits["all"].examples[:4]]
     prompts = [encode_prompt(tokenizer, a, cfg.data.separator, 128) for a in articles]
-    return tuned, tokenizer, prompts, generate_summaries(tuned, tokenizer, prompts, 3,
+    return tuned, tokenizer, prompts, generate_summaries(tuned, tokenizer, prompts, 4,
                                                          EvalConfig(max_new_tokens=40, cut="eos"))
 
 
@@ -96,7 +99,7 @@ def test_decoding_ends_at_the_cut_with_the_same_text(zero_shot_to_the_limit, cut
     from tunebench.generate import cut_text
 
     tuned, tokenizer, prompts, full = zero_shot_to_the_limit
-    early = generate_summaries(tuned, tokenizer, prompts, 3, EvalConfig(max_new_tokens=40, cut=cut))
+    early = generate_summaries(tuned, tokenizer, prompts, 4, EvalConfig(max_new_tokens=40, cut=cut))
     assert early.texts == [cut_text(tokenizer.decode(t, skip_special_tokens=True), cut) for t in full.tokens]
     assert sum(early.new_tokens) < sum(full.new_tokens)  # some summary ended early
     assert all(full.tokens[i][:len(t)] == t for i, t in enumerate(early.tokens))
