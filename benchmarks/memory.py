@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CASES = {"plain": [], "checkpointing": ["train.activation_checkpointing=true"],
          "micro2": ["train.micro_batch_size=2"],
@@ -36,13 +37,13 @@ def child(method: str, case: str, steps: int) -> None:
     cfg = load_config("demo", overrides=[f"methods=[{method}]", "train.budget=steps", f"train.max_steps={steps}",
                                          "eval.decide=false", *CASES[case]])
     with tempfile.TemporaryDirectory() as folder:
-        bench, _ = prepare(cfg, __import__("pathlib").Path(folder), show_progress=False)
+        bench, _ = prepare(cfg, Path(folder), show_progress=False)
         loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         seed_everything(0)
         tuned = METHODS[method].build(copy.deepcopy(bench.base_lm), bench.cfg, bench.tokenizer)
         tick = time.perf_counter()
         result = train(tuned, bench.encoded["train"], [], bench.cfg.train, bench.cfg.method_lr(method),
-                       bench.runtime, __import__("pathlib").Path(folder) / "w.safetensors",
+                       bench.runtime, Path(folder) / "w.safetensors",
                        bench.tokenizer.pad_token_id, show_progress=False)
         seconds = time.perf_counter() - tick
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loaded_mb": loaded_mb,

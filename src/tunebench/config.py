@@ -103,8 +103,8 @@ class TrainConfig:
     activation_checkpointing: bool = False
     """Keep only each transformer block's input in the forward and recompute the block in the backward
     (transformers' per-layer checkpointing, torch.utils.checkpoint non-reentrant): activation memory of one block
-    instead of all, for about one more forward of the blocks gradients pass through per step; every method,
-    the frozen-trunk cache and FSDP compose with it (a frozen trunk is not recomputed)."""
+    instead of all, for about one more forward of the blocks gradients pass through per step (a frozen trunk is not
+    recomputed); every method, the frozen-trunk cache and FSDP compose with it (docs/usage.md, Memory)."""
     lr: float = 1e-4
     """Default learning rate; each method may set its own `lr`. Range: a finite number > 0."""
     warmup_steps: int = 100
