@@ -95,12 +95,9 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                            log=bench.tracking.logger(name))
         record.train = {"lr": lr, **asdict(result), **result.rates()}
         if result.memory_plan:  # train.memory_limit_mb chose the settings: say which, in the report's notes
-            plan = result.memory_plan
-            record.notes.append(f"train.memory_limit_mb={plan['limit_mb']:g} chose activation checkpointing "
-                                f"{'on' if plan['activation_checkpointing'] else 'off'} and micro-batches of "
-                                f"{plan['micro_batch_size'] or 'the whole batch'} (measured step peak "
-                                f"{plan['peak_mb']:,.0f} MB; tried: " + ", ".join(
-                                    f"{t['peak_mb']:,.0f} MB" for t in plan["tried"]) + ")")
+            from tunebench.memory_plan import describe
+
+            record.notes.append(describe(result.memory_plan))
         bench.tracking.params(name, {"train.lr_used": lr})
         record.phases["train"] = phase.as_dict()
         check_finite(tuned, name)

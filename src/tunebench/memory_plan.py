@@ -31,15 +31,13 @@ def candidates(checkpointing: bool, micro: int | None, share: int) -> list[tuple
     return list(dict.fromkeys(out))
 
 
-def choose(limit_mb: float, tried: list[dict]) -> dict:
-    """The first measurement within the limit, or a one-line refusal."""
-    for t in tried:
-        if t["peak_mb"] <= limit_mb:
-            return t
-    least = min(t["peak_mb"] for t in tried)
-    raise TunebenchError(f"train.memory_limit_mb={limit_mb:g}: even activation checkpointing with micro-batches of 1 "
-                         f"peaked at {least:,.0f} MB in a measured step; raise the limit, or lower "
-                         "data.max_article_tokens or the model's size")
+def describe(plan: dict) -> str:
+    """What a plan chose and measured, in the words the progress line and the report's notes use."""
+    tried = ", ".join(f"{t['peak_mb']:,.0f} MB" for t in plan["tried"])
+    return (f"train.memory_limit_mb={plan['limit_mb']:g} chose activation checkpointing "
+            f"{'on' if plan['activation_checkpointing'] else 'off'} and micro-batches of "
+            f"{plan['micro_batch_size'] or 'the whole batch'} (measured step peak {plan['peak_mb']:,.0f} MB; "
+            f"tried: {tried})")
 
 
 def plan_memory(step, batches: list[list[int]], lengths: list[int], limit_mb: float, checkpointing: bool,
@@ -50,7 +48,7 @@ def plan_memory(step, batches: list[list[int]], lengths: list[int], limit_mb: fl
     heaviest = max(batches, key=lambda b: len(b) * max(lengths[i] for i in b))
     share = math.ceil(len(heaviest) / distributed.world_size())
     on_gpu = step.runtime.device.startswith("cuda")
-    tried, enabled = [], False
+    tried, enabled = [], checkpointing  # as set: already on in the model
     for ckpt, size in candidates(checkpointing, micro, share):
         if ckpt and not enabled:
             enable_checkpointing()
@@ -72,5 +70,9 @@ def plan_memory(step, batches: list[list[int]], lengths: list[int], limit_mb: fl
         if peak <= limit_mb:
             break
     release_free_memory()
-    chosen = choose(limit_mb, tried)
-    return {"limit_mb": limit_mb, "tried": tried, **chosen}
+    if peak > limit_mb:
+        least = min(t["peak_mb"] for t in tried)
+        raise TunebenchError(f"train.memory_limit_mb={limit_mb:g}: even activation checkpointing with micro-batches "
+                             f"of 1 peaked at {least:,.0f} MB in a measured step; raise the limit, or lower "
+                             "data.max_article_tokens or the model's size")
+    return {"limit_mb": limit_mb, "tried": tried, **tried[-1]}

@@ -80,7 +80,8 @@ def search_lr(bench, method: Method, cfg: Config, folder: Path) -> dict:
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - tick)
 
-    queued = {_lr(t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))} if study else set()
+    queued = set() if study is None else {_lr(t) for t in study.get_trials(deepcopy=False,
+                                                                          states=(TrialState.WAITING,))}
     for lr in lrs:  # one at a time, in grid order: a resumed search prunes as the uninterrupted one did
         if lr in settled:
             continue

@@ -289,7 +289,7 @@ def checkpoint_activations(model: TunedModel) -> None:
 
 def fit_memory(run: Training, step: RankStep, train_set: list[Encoded], cfg: TrainConfig, show_progress: bool) -> None:
     """train.memory_limit_mb: measure and choose (memory_plan.py), or take the plan a resumed run started with."""
-    from tunebench.memory_plan import plan_memory
+    from tunebench.memory_plan import describe, plan_memory
 
     plan = run.result.memory_plan
     if not plan:
@@ -298,10 +298,7 @@ def fit_memory(run: Training, step: RankStep, train_set: list[Encoded], cfg: Tra
                                                      cfg.activation_checkpointing, cfg.micro_batch_size,
                                                      lambda: checkpoint_activations(run.model))
         if show_progress:
-            pieces = plan["micro_batch_size"] or "the whole share"
-            distributed.say(f"tunebench: train.memory_limit_mb={cfg.memory_limit_mb:g}: activation checkpointing "
-                            f"{'on' if plan['activation_checkpointing'] else 'off'}, micro-batches of {pieces} "
-                            f"(measured peak {plan['peak_mb']:,.0f} MB)")
+            distributed.say(f"tunebench: {describe(plan)}")
     elif plan["activation_checkpointing"] and not cfg.activation_checkpointing:
         checkpoint_activations(run.model)
     step.micro_batch_size = plan["micro_batch_size"]
