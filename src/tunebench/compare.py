@@ -205,6 +205,7 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         results = ResultsFile.load(run_dir / "results.json")
         seeds = results.data["seeds"]
         check_unchanged(run_dir, results.data, cfg, bench)
+        bench.runtime = bench.runtime.resumed(results.data["environment"])
         forget_records_without_files(run_dir, results)
     else:
         seeds = seeds or [cfg.train.seed]

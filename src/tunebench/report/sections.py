@@ -642,6 +642,12 @@ LEAD_FIGURE = "quality_vs_cost.png"
 PAIRWISE_FIGURE = "pairwise.png"
 
 
+def precision_line(env: dict) -> str:
+    """Why the run trained in its precision, where `auto` chose it (measured on the run's machine)."""
+    because = env.get("precision_chosen_because")
+    return f"Precision {env['precision']}, chosen by {because}." if because else ""
+
+
 def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
     """The report as a list of sections; the first is the title with the lead paragraphs. `plots`: the plot files
     drawn (names in plots/), shown where they belong; none while a run is still adding records."""
@@ -656,8 +662,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                  f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
                  + (f" per process, {env['processes']} processes (torchrun, data parallel)"
                     if env.get("processes", 1) > 1 else "") + ".")]
-    lead += [Para(line) for line in [_data_line(facts), derived_line(facts), *evaluation_line(data),
-                                     *merged_line(data), provenance_line(data)] if line]
+    lead += [Para(line) for line in [_data_line(facts), derived_line(facts), precision_line(env),
+                                     *evaluation_line(data), *merged_line(data), provenance_line(data)] if line]
     pick = advice(data)
     if pick:
         lead.insert(0, Para(pick[0], box=True))
