@@ -24,7 +24,9 @@ helpers in files.py and the checkpoint code ask `is_writer()`. Other ranks read 
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -58,6 +60,8 @@ def setup(timeout_s: float) -> None:
     """Join the process group torchrun describes (once); a no-op for a single process."""
     if not launched() or torch.distributed.is_initialized():
         return
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` makes a process that seems to hang print where it waits
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
