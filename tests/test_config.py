@@ -68,10 +68,13 @@ def test_dotted_overrides_are_typed_and_hyphens_accepted():
     ("data.fraction=1.5", "config key 'data.fraction' must be in (0, 1]"),
     ("train.device=gpu", "config key 'train.device' must be auto, cpu, cuda or cuda:N; got 'gpu'"),
     ("train.lr", "must look like key=value"),
+    ("train.parallel=batches", "config key 'train.parallel' must be one of data, jobs"),
+    ("train.parallel=jobs train.fsdp=true", "train.parallel=jobs trains each method on one process and train.fsdp "
+                                            "shards one method over the processes: set one of them"),
 ])
 def test_bad_settings_name_the_key(override, message):
     with pytest.raises(TunebenchError) as info:
-        load_config("smoke", overrides=[override])
+        load_config("smoke", overrides=override.split(" "))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 

@@ -120,6 +120,35 @@ def test_two_processes_write_one_run_folder(runs):
     assert "2 processes (torchrun, data parallel)" in (two / "report.md").read_text()
 
 
+def test_processes_splitting_the_jobs_give_the_one_process_records(runs):
+    """Issue 27 item 3, train.parallel=jobs: each process trains and scores its own records alone; rank 0 gathers
+    them. Every record (8 methods and the baselines) equals the one-process run's: losses exactly (each job runs as
+    one process does), weights and predictions as in the data-parallel test; rank 0's trackers get every record,
+    the other process's with its loss curve replayed."""
+    single, _, root, base, _ = runs
+    folder = root / "jobs" / "r"
+    job = torchrun("compare", *settings(base), "train.parallel=jobs", "track.to=[tensorboard,mlflow]",
+                   "--runs-dir", str(root / "jobs"), "--name", "r", runs=root, start_new_session=True)
+    out = finish_or_show_stacks(job, 300)
+    assert job.returncode == 0, out
+    assert_same_results(single, folder)
+    one, two = _records(single), _records(folder)
+    assert list(two) == list(one)  # the one-process order
+    for name, rec in one.items():
+        if rec.get("train"):
+            assert rec["train"]["train_loss_per_step"] == two[name]["train"]["train_loss_per_step"], name
+    assert "(process 0)" in out and "(process 1)" in out and not list(folder.glob("*/record.json"))
+    assert "2 processes (torchrun, the records split over them)" in (folder / "report.md").read_text()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    tracked = client.search_runs([client.get_experiment_by_name("tunebench").experiment_id])
+    assert sorted(r.info.run_name for r in tracked) == sorted(two)
+    for run in tracked:
+        steps = (two[run.info.run_name].get("train") or {}).get("steps", 0)
+        assert len(client.get_metric_history(run.info.run_id, "train/loss")) == steps, run.info.run_name
+
+
 def test_a_method_failing_on_one_rank_is_failed_and_the_others_go_on(runs):
     """Rank 1 raises in prompt tuning's training steps only: the method is FAILED once, the rest are unchanged."""
     single, _, root, base, _ = runs
@@ -190,7 +219,8 @@ def kill_job(job: subprocess.Popen, run_dir: Path) -> None:
 
 # FSDP: this case once hung after the resumed job wrote every record (both processes idle); it passed 10 times in a
 # row on 2026-12-02 and is back. Should it hang again, the processes print their stacks (SIGUSR1) into the failure.
-@pytest.mark.parametrize("sharding", [[], ["train.fsdp=true"]], ids=["replicated", "fsdp"])
+@pytest.mark.parametrize("sharding", [[], ["train.fsdp=true"], ["train.parallel=jobs", "train.fsdp=false"]],
+                         ids=["replicated", "fsdp", "jobs"])
 def test_killed_job_resumes_to_the_same_results(runs, sharding):
     single, _, root, base, _ = runs
     folder = root / f"killed{len(sharding)}"

@@ -8,7 +8,6 @@ import hashlib
 import json
 import shutil
 import time
-import traceback
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ from tunebench.config import Config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.export import adapter_card
 from tunebench.files import atomic_write_json, atomic_write_text, check_runs_dir, claim_run_dir, follow_umask
+from tunebench.jobs import run_jobs
 from tunebench.looks import look_plan, sequential_evaluation
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
@@ -29,7 +29,7 @@ from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything
 from tunebench.serving import serving_cost
 from tunebench.text import lead_k
-from tunebench.track import Tracking, open_tracking
+from tunebench.track import open_tracking
 from tunebench.train import train
 from tunebench.trained import attach
 from tunebench.workbench import (
@@ -235,7 +235,7 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         for name, _ in jobs:
             if has_training_state(run_dir / name / "checkpoint"):
                 check_training_state(run_dir / name / "checkpoint")
-    run_jobs(jobs, results, run_dir, bench.tracking)
+    run_jobs(jobs, results, run_dir, bench.tracking, cfg.train.parallel)
     sequential_evaluation(bench, results, rescorers(bench))
     write_outputs(results.data, run_dir)
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
@@ -339,26 +339,3 @@ def rescorers(bench: Workbench):
         return rows
 
     return rescore
-
-
-def run_jobs(jobs: list[tuple[str, object]], results: ResultsFile, run_dir: Path,
-             tracking: Tracking | None = None) -> None:
-    """Run each job not finished before, one at a time; each record is saved (and the report redrawn) as it ends.
-    A job that fails is recorded FAILED and the others go on. `tracking`: each job is a tracker run, from its start
-    to its status."""
-    tracking = tracking or Tracking([], {})
-    done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
-    for name, job in jobs:
-        if name in done:
-            distributed.say(f"tunebench: {name} finished before, kept")
-            continue
-        distributed.say(f"tunebench: {name} ...")
-        tracking.start(name)
-        try:
-            record = job()
-        except Exception as exc:  # one method failing must not sink the others (KeyboardInterrupt still stops)
-            record = Record.failed(name, "method", exc, traceback.format_exc())
-            distributed.say(f"tunebench: {name} FAILED: {exc}")
-        tracking.end(name, record.status)
-        results.add(record)
-        write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in

@@ -134,6 +134,10 @@ class TrainConfig:
     fsdp: bool = False
     """Under torchrun: shard parameters, gradients and AdamW state over the processes (FSDP2, one unit per
     transformer block), for models whose training state does not fit one device; off: every process holds all."""
+    parallel: str = "data"
+    """Under torchrun: `data` (every process trains each method on its share of every batch) or `jobs` (the
+    processes split the records: each trains and scores its own methods alone, on its own device; rank 0 gathers
+    the records into one results.json). `jobs` suits many small methods; it cannot be combined with train.fsdp."""
     dist_timeout_s: float = 1800.0
     """Under torchrun: seconds any collective waits for the other ranks before the job ends with an error (a rank
     that died or hangs). Range: a finite number > 0."""
@@ -478,6 +482,10 @@ def validate(cfg: Config) -> None:
         raise TunebenchError(f"train.budget={cfg.train.budget} needs train.{amount}; set it, e.g. "
                              f"--set train.{amount}=1000")
     require_choice("train.precision", cfg.train.precision, ("auto", "bf16", "fp32"))
+    require_choice("train.parallel", cfg.train.parallel, ("data", "jobs"))
+    if cfg.train.parallel == "jobs" and cfg.train.fsdp:
+        raise TunebenchError("train.parallel=jobs trains each method on one process and train.fsdp shards one method "
+                             "over the processes: set one of them (train.fsdp=false or train.parallel=data)")
     require_choice("eval.cut", cfg.eval.cut, ("eos", "first_line", "blank_line", "auto"))
     scores = [s.key for m in metrics.chosen(cfg.eval.metrics) for s in m.scores if not s.descriptive]
     require_choice("eval.decide_on", cfg.eval.decide_on, tuple(scores))

@@ -36,15 +36,38 @@ from datetime import timedelta
 import torch
 
 from tunebench.errors import TunebenchError
-from tunebench.files import is_writer  # noqa: F401  (defined once, torch-free, in files.py)
+from tunebench.files import OWN_JOB, is_writer  # noqa: F401  (defined once, torch-free, in files.py)
 
 
 def world_size() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    """Processes working together: 1 while this process runs a job of its own (`own_job`)."""
+    return torch.distributed.get_world_size() if together() else 1
 
 
 def rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return torch.distributed.get_rank() if together() else 0
+
+
+def together() -> bool:
+    return torch.distributed.is_initialized() and not OWN_JOB[0]
+
+
+def job_rank() -> tuple[int, int]:
+    """(this process's rank, number of processes) of the torchrun job, also inside `own_job`."""
+    if not torch.distributed.is_initialized():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+@contextmanager
+def own_job() -> Iterator[None]:
+    """Run a job alone (train.parallel=jobs): inside, this process is a world of one (no collectives, its whole
+    batches) and writes the job's own files; outside, it is a rank of the torchrun job again."""
+    OWN_JOB[0] = True
+    try:
+        yield
+    finally:
+        OWN_JOB[0] = False
 
 
 def local_rank() -> int:

@@ -8,10 +8,11 @@ import re
 import time
 from pathlib import Path
 
-from tunebench.compare import baseline_jobs, provenance, run_jobs
+from tunebench.compare import baseline_jobs, provenance
 from tunebench.config import load_config, to_dict, to_yaml
 from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_json, atomic_write_text, claim_run_dir
+from tunebench.jobs import run_jobs
 from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
 from tunebench.trained import attach, load_trained, split_target

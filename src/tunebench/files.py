@@ -12,10 +12,17 @@ from pathlib import Path
 
 from tunebench.errors import TunebenchError
 
+OWN_JOB = [False]
+"""True while this process runs a job of its own under torchrun (train.parallel=jobs, distributed.own_job): it
+then writes that job's files itself."""
+
 
 def is_writer() -> bool:
-    """Whether this process writes files: the only process, or rank 0 of a torchrun job (distributed.py).
-    Reads torch's state only if torch is already imported, so this module stays torch-free."""
+    """Whether this process writes files: the only process, or rank 0 of a torchrun job (distributed.py), or any
+    process while it runs a job of its own. Reads torch's state only if torch is already imported, so this module
+    stays torch-free."""
+    if OWN_JOB[0]:
+        return True
     torch = sys.modules.get("torch")
     if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
         return True

@@ -309,8 +309,8 @@ def _frozen_trunk(model: TunedModel, train_set: list[Encoded], val_set: list[Enc
                   result: TrainResult) -> tuple[TrunkStates, TrunkStates | None]:
     """The frozen lower blocks' output for every training and validation example, computed once; its time and
     facts go into `result`."""
-    if distributed.world_size() > 1:
-        cache_dir = None  # each rank keeps its own in memory: files would have several writers
+    if distributed.job_rank()[1] > 1:
+        cache_dir = None  # each process keeps its own in memory: files would have several writers
     clock = Clock()
     train_states = build_trunk_states(model, train_set, batch_size, pad_id, runtime, cache_dir)
     result.train_time_s += clock.lap()  # computing the frozen part once is training work

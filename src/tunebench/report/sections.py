@@ -660,7 +660,8 @@ def sections(data: dict, plots: list[str] | None = None) -> list[Section]:
                     f"{facts['split_sizes']['val']}, ")
                  + f"test {facts['split_sizes']['test']} articles, split seed {facts['split_seed']}); "
                  f"{env['device']}, {env['precision']}, {env['torch_threads']} threads"
-                 + (f" per process, {env['processes']} processes (torchrun, data parallel)"
+                 + (f" per process, {env['processes']} processes (torchrun, "
+                    + ("the records split over them)" if cfg["train"].get("parallel") == "jobs" else "data parallel)")
                     if env.get("processes", 1) > 1 else "") + ".")]
     lead += [Para(line) for line in [_data_line(facts), derived_line(facts), precision_line(env),
                                      *evaluation_line(data), *merged_line(data), provenance_line(data)] if line]
