@@ -137,7 +137,12 @@ def test_processes_splitting_the_jobs_give_the_one_process_records(runs):
     for name, rec in one.items():
         if rec.get("train"):
             assert rec["train"]["train_loss_per_step"] == two[name]["train"]["train_loss_per_step"], name
-    assert "(process 0)" in out and "(process 1)" in out and not list(folder.glob("*/record.json"))
+    ran = {name: [line for line in out.splitlines() if line.startswith(f"tunebench: {name} ... (process ")]
+           for name in two}
+    assert all(len(lines) == 1 for lines in ran.values()), ran  # each record ran once, on one process
+    assert {lines[0][-2] for lines in ran.values()} == {"0", "1"}  # and both processes ran some
+    assert not list(folder.glob("*/record.json")) and not list(folder.glob("*/.claim"))
+    assert not list(folder.glob(".alive-*"))
     assert "2 processes (torchrun, the records split over them)" in (folder / "report.md").read_text()
     from mlflow.tracking import MlflowClient
 

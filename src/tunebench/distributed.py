@@ -79,8 +79,17 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+_TIMEOUT_S = [1800.0]
+
+
+def dist_timeout_s() -> float:
+    """train.dist_timeout_s of this job (what a collective waits before the job ends)."""
+    return _TIMEOUT_S[0]
+
+
 def setup(timeout_s: float) -> None:
     """Join the process group torchrun describes (once); a no-op for a single process."""
+    _TIMEOUT_S[0] = timeout_s
     if not launched() or torch.distributed.is_initialized():
         return
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>` makes a process that seems to hang print where it waits

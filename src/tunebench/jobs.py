@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from tunebench import distributed
+from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_json
 from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile
-from tunebench.track import Tracking
+from tunebench.track import Tracking, record_params
 
 RECORD_FILE = "record.json"
 CLAIM_FILE = ".claim"
@@ -34,6 +36,12 @@ def run_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracking
     is recorded FAILED and the others go on. `tracking`: each job is a tracker run, from its start to its status.
     `parallel="jobs"` under torchrun: the processes split the jobs (`split_jobs`)."""
     tracking = tracking or Tracking([], {})
+    if parallel == "jobs" and distributed.is_writer():  # records finished before a kill, not yet in results.json
+        gathered: set[str] = set()  # (also when resumed with another number of processes)
+        _collect(results, run_dir, [name for name, _ in jobs], tracking, gathered, live=set())
+        _remove(run_dir, {name for name, _ in jobs})
+        for stale in run_dir.glob(".alive-*"):  # a killed run's heartbeats
+            stale.unlink(missing_ok=True)
     if parallel == "jobs" and distributed.job_rank()[1] > 1:
         split_jobs(jobs, results, run_dir, tracking)
         return
@@ -67,19 +75,16 @@ def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracki
     creating `<run>/<record>/.claim`, which only one process can), so a process that finishes early takes more.
     Each runs alone (`distributed.own_job`), on its own device and threads, with the seeds a single process would
     use, so every record equals the one-process run's whichever process ran it."""
-    rank, _ = distributed.job_rank()
+    rank, processes = distributed.job_rank()
     order = [name for name, _ in jobs]
-    collected: set[str] = set()
-    if distributed.is_writer():  # records finished before a kill but not yet in results.json; then no stale file
-        _collect(results, run_dir, order, tracking, collected, live=set())
-        _remove(run_dir, set(order))
     done = distributed.from_writer({r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"})
     for name in order:
         if name in done:
             distributed.say(f"tunebench: {name} finished before, kept")
     pending = [(name, job) for name, job in jobs if name not in done]
     ran: set[str] = set()
-    collected = set()
+    collected: set[str] = set()
+    heartbeat = Heartbeat(run_dir, rank, distributed.dist_timeout_s())
     for name, job in pending:
         if not _claim(run_dir / name):
             continue
@@ -102,7 +107,9 @@ def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracki
             waiting = {name for name in waiting if not (run_dir / name / RECORD_FILE).is_file()}
         if not waiting:
             break
+        heartbeat.check_others(processes)
         time.sleep(poll_s)
+    heartbeat.stop()
     distributed.barrier()
     if distributed.is_writer():
         _remove(run_dir, set(order))
@@ -136,8 +143,7 @@ def _collect(results: ResultsFile, run_dir: Path, order: list[str], tracking: Tr
         record = json.loads(path.read_text())
         if name not in live:
             tracking.start(name)
-            tracking.params(name, {"kind": record.get("kind"), "train.seed": record.get("seed"),
-                                   **{f"method.{k}": v for k, v in (record.get("settings") or {}).items()}})
+            tracking.params(name, record_params(record))
             if record.get("train"):
                 replay_training(record["train"], tracking.logger(name) or (lambda values, step: None))
             tracking.end(name, record["status"])
@@ -150,3 +156,47 @@ def _remove(run_dir: Path, names: set[str]) -> None:
     for name in names:
         for file in (RECORD_FILE, CLAIM_FILE):
             (run_dir / name / file).unlink(missing_ok=True)
+
+
+class Heartbeat:
+    """`<run>/.alive-<rank>`, touched every few seconds by a thread while this process takes part in the jobs: a
+    process waiting for the others' records ends the run with one line when another process's file stops being
+    touched for `timeout_s` (train.dist_timeout_s), as a collective would, instead of waiting for ever for a process
+    that died (a launcher that does not end the whole job when one process dies, e.g. srun without
+    --kill-on-bad-exit)."""
+
+    def __init__(self, run_dir: Path, rank: int, timeout_s: float):
+        self.run_dir, self.rank, self.timeout_s = run_dir, rank, timeout_s
+        self.every = max(0.05, min(10.0, timeout_s / 6))
+        self.done = threading.Event()
+        self.beat()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def path(self, rank: int) -> Path:
+        return self.run_dir / f".alive-{rank}"
+
+    def beat(self) -> None:
+        self.path(self.rank).touch()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every):
+            try:
+                self.beat()
+            except OSError:
+                pass  # the next beat tries again
+
+    def check_others(self, processes: int) -> None:
+        now = time.time()
+        for rank in range(processes):
+            path = self.path(rank)
+            if rank != self.rank and path.exists() and now - path.stat().st_mtime > self.timeout_s:
+                raise TunebenchError(f"process {rank} gave no sign of life for {now - path.stat().st_mtime:.0f} s "
+                                     f"(train.dist_timeout_s={self.timeout_s:g}) while the processes shared the "
+                                     f"jobs; it died or hangs: continue with `tunebench compare --resume "
+                                     f"{self.run_dir}` under the same launcher")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.path(self.rank).unlink(missing_ok=True)

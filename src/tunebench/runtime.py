@@ -81,9 +81,11 @@ def measured_rates() -> dict[str, float]:
     key = hashlib.sha256(f"{cpu}|{torch.__version__}|{torch.get_num_threads()}".encode()).hexdigest()[:16]
     path = cache_dir() / "runtime" / f"matmul-{key}.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
+        kept = json.loads(path.read_text())
+        if all(isinstance(kept.get(key), (int, float)) and kept[key] > 0 for key in ("fp32_gflops", "bf16_gflops")):
+            return kept
+    except (OSError, ValueError, AttributeError):
+        pass  # no file, or not one this version wrote: measure again
     rates = {"fp32_gflops": round(matmul_rate(torch.float32), 1), "bf16_gflops": round(matmul_rate(torch.bfloat16), 1)}
     try:
         atomic_write_json(path, rates)
@@ -97,8 +99,7 @@ def cpu_precision() -> tuple[str, str]:
     (Some CPUs with AVX512-BF16 run bf16 matmuls slower than fp32: seen 0.6x on a 2-core Xeon VM without AMX.)"""
     if not cpu_has_fast_bf16():
         return "fp32", "auto: this CPU has no native bf16 (no AVX512-BF16 or AMX), so bf16 would be emulated"
-    # under torchrun rank 0 measures (the others would compete for its cores) and every process takes its answer
-    rates = distributed.from_writer(measured_rates() if distributed.is_writer() else None)
+    rates = measured_rates()
     ratio = rates["bf16_gflops"] / rates["fp32_gflops"]
     choice = "bf16" if ratio >= BF16_PAYS else "fp32"
     return choice, (f"auto: bf16 matmuls measured at {rates['bf16_gflops']:.0f} GFLOP/s against fp32's "
@@ -120,8 +121,8 @@ def resolve_runtime(precision: str = "auto", threads: int | None = None, device:
     if precision == "auto" and device.startswith("cuda"):
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         because = f"auto: this GPU {'supports' if precision == 'bf16' else 'does not support'} bf16"
-    elif precision == "auto":
-        precision, because = cpu_precision()
+    elif precision == "auto":  # under torchrun rank 0 decides (and measures) and every process takes its answer
+        precision, because = distributed.from_writer(cpu_precision() if distributed.is_writer() else None)
     return Runtime(device=device, precision=precision, threads=torch.get_num_threads(), chosen_because=because)
 
 
