@@ -82,7 +82,7 @@ def measured_rates() -> dict[str, float]:
     path = cache_dir() / "runtime" / f"matmul-{key}.json"
     try:
         kept = json.loads(path.read_text())
-        if all(isinstance(kept.get(key), (int, float)) and kept[key] > 0 for key in ("fp32_gflops", "bf16_gflops")):
+        if all(isinstance(kept.get(rate), (int, float)) and kept[rate] > 0 for rate in ("fp32_gflops", "bf16_gflops")):
             return kept
     except (OSError, ValueError, AttributeError):
         pass  # no file, or not one this version wrote: measure again
