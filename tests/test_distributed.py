@@ -76,8 +76,9 @@ the loop's distributed bookkeeping; the every-method equality is the two tests a
 def assert_same_results(expected: Path, got: Path, subset: bool = False) -> None:
     """`got` has the records of `expected` (with `subset`: some of them) with equal losses, weights and predictions."""
     one, two = _records(expected), _records(got)
-    assert (set(two) <= set(one) if subset else set(one) == set(two)) and all(r["status"] == "SUCCESS"
-                                                                              for r in two.values())
+    assert set(two) <= set(one) if subset else set(one) == set(two), (sorted(one), sorted(two))
+    statuses = {name: (rec["status"], rec.get("error")) for name, rec in two.items()}
+    assert all(status == "SUCCESS" for status, _ in statuses.values()), statuses
     one = {name: rec for name, rec in one.items() if name in two}
     for name, rec in one.items():
         if rec.get("train"):
@@ -250,7 +251,10 @@ def test_killed_job_resumes_to_the_same_results(runs, sharding):
     again = torchrun("compare", "--resume", str(folder / "r"), "--quiet", runs=root, start_new_session=True)
     out = finish_or_show_stacks(again, 300)
     assert again.returncode == 0, out
-    assert_same_results(single, folder / "r", subset=True)
+    try:
+        assert_same_results(single, folder / "r", subset=True)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\nthe resumed job said:\n{out[-6000:]}") from None
     assert {"lora", "prompt-tuning", "last-block"} < set(_records(folder / "r"))
     if ungathered:  # gathered from its record.json, not run again
         assert f"tunebench: {ungathered} finished before, kept" in out and f"{ungathered} ... (process" not in out

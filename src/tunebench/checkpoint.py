@@ -70,7 +70,8 @@ def save_training_state(folder: Path, model, optimizer, scheduler, position: dic
     atomic_write_text(tmp / "state.json", json.dumps(meta))
     follow_umask(tmp)
     old = folder.with_name(folder.name + ".old")
-    if folder.exists():
+    if folder.exists():  # complete (only a finished folder is renamed to it), so a `.old` beside it is an older one
+        shutil.rmtree(old, ignore_errors=True)  # left by a save killed before its last line; a rename can't replace it
         os.replace(folder, old)  # the previous complete checkpoint stays until the new one is in place
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
