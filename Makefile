@@ -24,11 +24,11 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadgroup
 
 # the units alone: slow (real model) and e2e (whole runs, subprocesses, torchrun) tests are what `make test` adds
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow and not e2e"
+	$(BIN)/pytest -q -n auto --dist loadgroup -m "not slow and not e2e"
 
 clean:
 	rm -rf $(VENV) runs

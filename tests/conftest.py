@@ -4,6 +4,7 @@ its one run on the real embedded model."""
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -20,6 +21,13 @@ def sharpen(lm: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Mo
             if param.dim() >= 2:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     return lm
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one thread each (and in the processes they start), as two torch
+    # processes of two threads each on two cores spend their time waiting on each other
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +84,45 @@ def real_run(tmp_path_factory):
                  "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0
     return runs / "real"
 
+
+
+SHARED_RUNS = ("smoke_run", "real_run")
+"""Session fixtures that are whole runs: computed once, so every test reading one runs on the same xdist worker."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`). A fixture shared by several tests
+    (module scope, or a whole run in SHARED_RUNS) is computed once per worker that needs it, so the tests sharing one
+    get one `xdist_group`: tests linked by any such fixture (union-find over the items) land on one worker. Without
+    xdist the groups are unused."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    shared_by = {}
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        keys = [f"{defs[-1].baseid}::{name}" for name, defs in (info.name2fixturedefs.items() if info else ())
+                if defs and (defs[-1].scope == "module" or name in SHARED_RUNS)]
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+        if keys:
+            shared_by[item] = keys[0]
+    for item, key in shared_by.items():
+        item.add_marker(pytest.mark.xdist_group(root(key).replace("/", ".").replace("::", ".")))
+
+
+def pytest_collection_finish(session):
+    """xdist sends a group to one worker by the `@group` its nodeid gets on the worker; pytest 9.2 silently drops
+    that (pytest-xdist#1386: constraints.txt keeps pytest below 9.2). Each shared run would then be computed once
+    per worker: say so instead of running a slower suite."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [item.nodeid for item in session.items
+                if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"--dist loadgroup does not group {lost[0]} (pytest {pytest.__version__}, see "
+                                    "pytest-xdist#1386): install the pytest of constraints.txt or run with -n 0")

@@ -41,16 +41,23 @@ def test_estimate_names_every_record_and_adds_up(capsys):
 
 @pytest.mark.e2e
 def test_estimate_is_within_2x_of_the_comparison_it_estimates(capsys, tmp_path):
+    """The estimate, then the run it estimates, back to back. The whole run takes about a second, so another test
+    worker's load starting or ending between the two can move it past 2x: a second try (estimate and run again)
+    decides; an estimate off by more than 2x fails both."""
     settings = ["methods=[lora,last-block]", "eval.baselines=[lead,zero-shot]"]
-    tick = time.perf_counter()
-    _, high, low = _estimate(capsys, *settings)
-    took = time.perf_counter() - tick
-    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", "r", "--quiet", "--set",
-                 *settings]) == 0
-    data = json.loads((tmp_path / "r" / "results.json").read_text())
-    measured = data["prepare_s"] + sum(p["wall_s"] for r in data["records"] for p in r["phases"].values())
-    assert measured / 2 <= high and low <= measured * 2, (low, high, measured)
-    assert took < 60
+    tries = []
+    for attempt in ("r1", "r2"):
+        tick = time.perf_counter()
+        _, high, low = _estimate(capsys, *settings)
+        assert time.perf_counter() - tick < 60
+        assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--name", attempt, "--quiet",
+                     "--set", *settings]) == 0
+        data = json.loads((tmp_path / attempt / "results.json").read_text())
+        measured = data["prepare_s"] + sum(p["wall_s"] for r in data["records"] for p in r["phases"].values())
+        tries.append((low, high, measured))
+        if measured / 2 <= high and low <= measured * 2:
+            return
+    pytest.fail(f"estimate (low, high) and measured seconds, twice: {tries}")
 
 
 def test_data_show_without_estimate_says_how_to_get_one(capsys):
