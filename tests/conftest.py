@@ -116,13 +116,16 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(root(key).replace("/", ".").replace("::", ".")))
 
 
-def pytest_collection_finish(session):
-    """xdist sends a group to one worker by the `@group` its nodeid gets on the worker; pytest 9.2 silently drops
-    that (pytest-xdist#1386: constraints.txt keeps pytest below 9.2). Each shared run would then be computed once
-    per worker: say so instead of running a slower suite."""
-    if getattr(session.config.option, "loadgroup", False):
-        lost = [item.nodeid for item in session.items
-                if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
-        if lost:
-            raise pytest.UsageError(f"--dist loadgroup does not group {lost[0]} (pytest {pytest.__version__}, see "
-                                    "pytest-xdist#1386): install the pytest of constraints.txt or run with -n 0")
+def pytest_configure(config):
+    """xdist sends a group to one worker by the `@group` its nodeid gets on the worker, which pytest 9.2 silently
+    drops (pytest-xdist#1386; constraints.txt keeps pytest below 9.2): every shared run would then be computed once
+    per worker. Say so in one line instead of running a slower suite."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    import xdist
+    from packaging.version import Version
+
+    if Version(pytest.__version__) >= Version("9.2") and Version(xdist.__version__) <= Version("3.8.0"):
+        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} ignores "
+                                "--dist loadgroup (pytest-xdist#1386): pip install -c constraints.txt pytest, or "
+                                "run pytest without -n and --dist")
