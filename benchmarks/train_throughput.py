@@ -19,7 +19,6 @@ import argparse
 import copy
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -31,23 +30,8 @@ from tunebench.data.task import resolve_task
 from tunebench.layers import transformer_blocks
 from tunebench.methods import METHODS
 from tunebench.models import load_model
-from tunebench.runtime import resolve_runtime
+from tunebench.runtime import matmul_rate, resolve_runtime
 from tunebench.train import train
-
-
-def matmul_peak_flops(dtype: torch.dtype, device: str, size: int = 2048, repeats: int = 10) -> float:
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    for _ in range(2):
-        a @ b
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def _in_body(name: str) -> bool:
@@ -152,7 +136,8 @@ def main() -> None:
     d, pairs = cfg.data, splits.train
     examples = [encode_example(tokenizer, ex.id, ex.article, ex.summary, d.separator, d.max_article_tokens,
                                d.max_summary_tokens) for ex in pairs]
-    peak = matmul_peak_flops(torch.bfloat16 if runtime.precision == "bf16" else torch.float32, runtime.device)
+    peak = 1e9 * matmul_rate(torch.bfloat16 if runtime.precision == "bf16" else torch.float32, size=2048,
+                             device=runtime.device)
     device = torch.cuda.get_device_name(runtime.device) if runtime.device.startswith("cuda") else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"model {args.model}; {n} examples, batch {args.batch_size}, {args.steps} steps x {args.epochs} epochs, "

@@ -70,15 +70,16 @@ loads every PEFT method's adapter in PEFT alone)."""
 def real_run(tmp_path_factory):
     """One `tunebench compare --preset demo` on the real SmolLM2 (from its GGUF), its real tokenizer and real XSum
     pairs, shared by test_embedded.py and test_outside.py's round trip: the demo's baselines and REAL_METHODS, two
-    optimizer steps each (8 pairs, batches of 4) at learning rates that change what every method writes, 4 test
-    articles, one look (more looks are tested on tiny models: test_sequential.py, test_resume.py), a serving job of
-    one prompt and 4 tokens per record. Precision is the demo's `auto`; the round trip decodes it in fp32."""
+    optimizer steps each (8 pairs, articles cut to 64 tokens, batches of 4) at learning rates that change what every
+    method writes, 4 test articles, one look (more looks are tested on tiny models: test_sequential.py,
+    test_resume.py), a serving job of one prompt and 4 tokens per record. Precision is the demo's `auto`; the round
+    trip decodes it in fp32."""
     from tunebench.cli import main
 
     runs = tmp_path_factory.mktemp("real")
     assert main(["compare", "--preset", "demo", "--runs-dir", str(runs), "--name", "real", "--quiet", "--set",
                  f"methods=[{','.join(REAL_METHODS)}]", "data.max_train=8", "data.n_val=2", "data.n_test=4",
-                 "data.max_article_tokens=128", "train.batch_size=4", "train.warmup_steps=0", "eval.max_new_tokens=16",
+                 "data.max_article_tokens=64", "train.batch_size=4", "train.warmup_steps=0", "eval.max_new_tokens=16",
                  "eval.batch_size=4", "eval.decide=false", "eval.serving_prompts=1", "eval.serving_new_tokens=4",
                  "method.lora.lr=3e-3", "method.dora.lr=3e-3", "method.ia3.lr=3e-2", "method.prefix_tuning.lr=3e-2",
                  "method.prompt_tuning.lr=1e-1", "method.last_block.lr=1e-3"]) == 0

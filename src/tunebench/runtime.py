@@ -55,15 +55,21 @@ BF16_PAYS = 1.25
 autocast adds casts and bf16 saves little memory in tunebench's runs (fp32 master weights), so a tie is fp32."""
 
 
-def matmul_rate(dtype: torch.dtype, size: int = 1024, repeats: int = 4, rounds: int = 3) -> float:
-    """GFLOP/s of square `size` matmuls in `dtype` on this process's threads: the best of `rounds` timings."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_rate(dtype: torch.dtype, size: int = 1024, repeats: int = 4, rounds: int = 3, device: str = "cpu") -> float:
+    """GFLOP/s of square `size` matmuls in `dtype` on `device` (a CPU: this process's threads): the best of `rounds`
+    timings. (Also the peak benchmarks/ divide by for MFU.)"""
+    a, b = torch.randn(size, size).to(device, dtype), torch.randn(size, size).to(device, dtype)
+    cuda = device.startswith("cuda")
     a @ b  # warm-up: kernel choice, page faults
     best = float("inf")
     for _ in range(rounds):
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(repeats):
             a @ b
+        if cuda:
+            torch.cuda.synchronize()  # kernels run asynchronously: time them to their end
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 * repeats / best / 1e9
 
