@@ -1,6 +1,6 @@
 # Two entry points: `make demo` (set up from nothing, run the method comparison on the offline
 # default) and `make test` (set up from nothing, run lint + the whole test suite, slow and e2e tests included).
-# `make test-fast`: the unit tests alone (no real model, no whole runs), a few minutes on 2 cores.
+# `make test-fast`: the unit tests alone (no real model, no whole runs), about a minute on 2 cores.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
