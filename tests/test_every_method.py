@@ -57,6 +57,27 @@ def test_interrupted_and_resumed_training_equals_uninterrupted(tiny_lm, tokenize
         assert torch.equal(weights[key], tensor), key
 
 
+def test_a_checkpoint_written_in_parts_resumes_as_one_file_does(tiny_lm, tokenizer, cfg, tmp_path, monkeypatch):
+    """The writer writes a checkpoint's tensors in parts of about checkpoint.PART_BYTES (it never holds the whole
+    training state at once: under FSDP it gathers it); full fine-tuning's state in 4 KiB parts spans many files,
+    and resuming from them gives the uninterrupted run's losses and weights."""
+    import json
+
+    from tunebench import checkpoint
+
+    cfg.train.epochs, cfg.train.warmup_steps, cfg.train.checkpoint_every_steps = 3, 1, 1
+    base = copy.deepcopy(tiny_lm)
+    reference, ref_weights = _train(base, "full", cfg, tokenizer, tmp_path, "ref")
+    monkeypatch.setattr(checkpoint, "PART_BYTES", 4096)
+    with pytest.raises(Interrupted):
+        _train(base, "full", cfg, tokenizer, tmp_path, "cut", interrupt_after=2)
+    files = json.loads((tmp_path / "cut" / "state.json").read_text())["files"]
+    assert len(files) > 10 and sorted(p.name for p in (tmp_path / "cut").glob("*.safetensors")) == sorted(files)
+    resumed, weights = _train(base, "full", cfg, tokenizer, tmp_path, "cut")
+    assert resumed.train_loss_per_step == reference.train_loss_per_step
+    assert all(torch.equal(weights[key], tensor) for key, tensor in ref_weights.items())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(METHODS))
 def test_a_short_run_on_the_real_model_lowers_the_training_loss(name, real_model_and_pairs):

@@ -10,18 +10,19 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tunebench import distributed
 from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_text, follow_umask
-from tunebench.methods.base import load_trainable_state, trainable_state
+from tunebench.methods.base import load_trainable_state, trainable_tensors
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -44,29 +45,64 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+PART_BYTES = 256 * 2 ** 20
+"""A checkpoint's tensors are written in files of about this size: the writer holds one part at a time (under
+FSDP it gathers each sharded tensor whole), never the whole training state."""
+
+
+class _Parts:
+    """Tensors written to state.safetensors, state-1.safetensors, ... as they come, PART_BYTES at a time."""
+
+    def __init__(self, folder: Path | None):
+        self.folder, self.tensors, self.bytes, self.files = folder, {}, 0, []
+
+    def add(self, name: str, tensor: torch.Tensor | None) -> None:
+        if self.folder is None or tensor is None:  # not the writer: nothing to keep
+            return
+        self.tensors[name] = tensor
+        self.bytes += tensor.numel() * tensor.element_size()
+        if self.bytes >= PART_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.folder is None or (not self.tensors and self.files):
+            return
+        name = f"state-{len(self.files)}.safetensors" if self.files else "state.safetensors"
+        save_file(self.tensors, str(self.folder / name))
+        self.files.append(name)
+        self.tensors, self.bytes = {}, 0
+
+
 def save_training_state(folder: Path, model, optimizer, scheduler, position: dict, result) -> None:
     """Trainable weights, AdamW moments, scheduler, RNG states, loader position and the result so far."""
     # every rank's random state (rank 0's under the plain names, which a single process reads): a collective,
-    # so every rank calls this; only the writer then writes
-    # sharded (FSDP) tensors are gathered whole, a collective too
+    # so every rank calls this; only the writer then writes. Sharded (FSDP) tensors are gathered whole one at a
+    # time, a collective too: the other ranks drop each at once, the writer writes it with its part
     ranks = distributed.gather_objects(_rng_state())
-    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    tmp = folder.with_name(folder.name + ".tmp")
+    if distributed.is_writer():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    parts = _Parts(tmp if distributed.is_writer() else None)
+    for name, whole in trainable_tensors(model):
+        parts.add(f"model.{name}", whole)
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for name, value in state.items():
-            tensors[f"opt.{index}.{name}"] = distributed.full(value.detach()).cpu().contiguous()
+            whole = distributed.full(value.detach())
+            parts.add(f"opt.{index}.{name}", whole.cpu().contiguous() if distributed.is_writer() else None)
     if not distributed.is_writer():
         return
     rng_tensors, rng_meta = ranks[0]
-    tensors.update(rng_tensors)
+    for name, tensor in rng_tensors.items():
+        parts.add(name, tensor)
     for number, (other_tensors, _) in enumerate(ranks[1:], start=1):
-        tensors.update({f"rank{number}.{k}": v for k, v in other_tensors.items()})
+        for name, tensor in other_tensors.items():
+            parts.add(f"rank{number}.{name}", tensor)
+    parts.flush()
     meta = {"position": position, "result": asdict(result), "param_groups": opt["param_groups"],
-            "scheduler": scheduler.state_dict(), "rng": rng_meta, "rng_ranks": [m for _, m in ranks[1:]]}
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "state.safetensors"))
+            "scheduler": scheduler.state_dict(), "rng": rng_meta, "rng_ranks": [m for _, m in ranks[1:]],
+            "files": parts.files}
     atomic_write_text(tmp / "state.json", json.dumps(meta))
     follow_umask(tmp)
     old = folder.with_name(folder.name + ".old")
@@ -88,8 +124,9 @@ def check_training_state(folder: Path) -> tuple[Path, dict]:
         folder = folder.with_name(folder.name + ".old")  # killed between the two renames
     try:
         meta = json.loads((folder / "state.json").read_text())
-        with safe_open(str(folder / "state.safetensors"), framework="pt"):
-            pass
+        for name in tensor_files(meta):
+            with safe_open(str(folder / name), framework="pt"):
+                pass
     except (OSError, ValueError, SafetensorError) as exc:
         raise TunebenchError(f"checkpoint {folder} is damaged ({str(exc).splitlines()[0] if str(exc) else exc!r}); "
                              "delete it to restart this method from its start") from None
@@ -104,10 +141,10 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
     """Restore what save_training_state wrote; returns (position, result fields)."""
     folder, meta = check_training_state(folder)
     try:
-        tensors = load_file(str(folder / "state.safetensors"))
+        tensors = TensorFile([folder / name for name in tensor_files(meta)])
     except (OSError, ValueError, SafetensorError) as exc:
         raise TunebenchError(f"checkpoint {folder} is damaged ({exc}); delete it to restart this method") from None
-    load_trainable_state(model, {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    load_trainable_state(model, TensorFile([folder / name for name in tensor_files(meta)], prefix="model."))
     opt_state: dict[int, dict] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for key, value in tensors.items():
@@ -125,6 +162,35 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
     else:
         _set_rng_state(tensors, meta["rng"])
     return meta["position"], meta["result"]
+
+
+def tensor_files(meta: dict) -> list[str]:
+    """The tensor files of a checkpoint (one, state.safetensors, before checkpoints were written in parts)."""
+    files = meta.get("files", ["state.safetensors"]) if isinstance(meta, dict) else ["state.safetensors"]
+    return [name for name in files if isinstance(name, str) and "/" not in name and name.endswith(".safetensors")]
+
+
+class TensorFile(Mapping):
+    """The tensors of safetensors files by name (those under `prefix`, named without it), each read when asked for
+    (safe_open): a process that keeps only its shards of them (FSDP) never holds them all at once, as `load_file`
+    would."""
+
+    def __init__(self, paths: Path | list[Path], prefix: str = ""):
+        self.prefix, self.where = prefix, {}
+        for path in paths if isinstance(paths, list) else [paths]:
+            opened = safe_open(str(path), framework="pt")
+            self.where.update({k[len(prefix):]: opened for k in opened.keys() if k.startswith(prefix)})
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.where:
+            raise KeyError(name)
+        return self.where[name].get_tensor(self.prefix + name)
+
+    def __iter__(self):
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
 
 
 def has_training_state(folder: Path) -> bool:

@@ -36,6 +36,7 @@ from tunebench.workbench import (
     Workbench,
     chat_prompts,
     evaluate_tuned,
+    fresh_model,
     generate_and_score,
     prepare,
     score,
@@ -69,8 +70,7 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
                     settings=method.describe(cfg))
     with PhaseMonitor() as setup:
         seed_everything(cfg.train.seed)
-        lm = copy.deepcopy(bench.base_lm) if trained else bench.base_lm
-        tuned = method.build(lm, cfg, bench.tokenizer).to(bench.runtime.device)
+        tuned = fresh_model(bench, lambda lm: method.build(lm, cfg, bench.tokenizer), copy_base=trained)
     total, trainable = count_parameters(tuned)
     record.params = {"total": total, "trainable": trainable, "trainable_pct": 100.0 * trainable / total,
                      "positions_added": method.settings(cfg).positions_added() if trained else 0, **tuned.facts}
@@ -106,7 +106,8 @@ def run_method(bench: Workbench, method: Method, trained: bool, seed: int | None
         if method.export is not None:
             def export() -> None:
                 base = base_model_path(cfg.model.name)
-                note = method.export(tuned, method.settings(cfg), base, out_dir / "peft_adapter")
+                note = method.export(whole_on_writer(bench, tuned, method.name, name), method.settings(cfg), base,
+                                     out_dir / "peft_adapter")
                 atomic_write_text(out_dir / "peft_adapter" / "README.md", adapter_card(cfg, name, base, note))
                 follow_umask(out_dir / "peft_adapter")
 
@@ -133,11 +134,26 @@ def check_finite(tuned: TunedModel, name: str) -> None:
     not prove finite weights: e.g. a parameter no example's loss reaches)."""
     import torch
 
-    bad = [n for n, p in tuned.named_parameters() if p.requires_grad and not torch.isfinite(p.detach()).all()]
+    mine = [n for n, p in tuned.named_parameters()  # sharded: each process looks at its shards, all are told
+            if p.requires_grad and not torch.isfinite(distributed.local(p.detach())).all()]
+    bad = sorted({n for part in distributed.gather_objects(mine) for n in part}) \
+        if distributed.is_sharded_model(tuned) else mine
     if bad:
         raise FloatingPointError(f"{name}: {len(bad)} trained tensor{'s' if len(bad) > 1 else ''} hold NaN or "
                                  f"infinite values after training (first: {bad[0]}); lower the lr or "
                                  "train.max_grad_norm")
+
+
+def whole_on_writer(bench: Workbench, tuned: TunedModel, method: str, record: str) -> TunedModel:
+    """`tuned` whole, for the writer to export: itself, or under FSDP a whole copy made on the writer's host from its
+    base model and the record's saved weights (the one place a sharded run holds a second whole copy, while the
+    adapter's files are written; the draws of the method's initialisation do not move the run's random state)."""
+    if not bench.sharded:
+        return tuned
+    import torch
+
+    with torch.random.fork_rng():
+        return attach(bench.run_dir, bench.cfg, method, record, copy.deepcopy(bench.base_lm), bench.tokenizer)
 
 
 FROZEN_CACHE = ".frozen-cache"
@@ -329,11 +345,10 @@ def rescorers(bench: Workbench):
         if rec["name"] == f"lead-{cfg.eval.lead_k}":
             return score(bench, [lead_k(ex.article, cfg.eval.lead_k) for ex in examples], rec["name"], examples)
         if rec["kind"] == "baseline":
-            tuned = ZERO_SHOT.build(bench.base_lm, cfg, bench.tokenizer)
+            tuned = fresh_model(bench, lambda lm: ZERO_SHOT.build(lm, cfg, bench.tokenizer), copy_base=False)
         else:
-            lm = copy.deepcopy(bench.base_lm)
-            tuned = attach(bench.run_dir, cfg, rec["method"], rec["name"], lm, bench.tokenizer)
-        tuned.to(bench.runtime.device)
+            tuned = fresh_model(bench, lambda lm: attach(bench.run_dir, cfg, rec["method"], rec["name"], lm,
+                                                         bench.tokenizer))
         chat = chat_prompts(bench, examples) if rec["eval"].get("prompt") == "chat template" else None
         rows, _ = generate_and_score(bench, tuned, rec["name"], examples, chat)
         return rows

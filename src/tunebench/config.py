@@ -132,8 +132,10 @@ class TrainConfig:
     trains) once and reuse it every epoch; false recomputes it at every step (same weights within float
     tolerance, slower)."""
     fsdp: bool = False
-    """Under torchrun: shard parameters, gradients and AdamW state over the processes (FSDP2, one unit per
-    transformer block), for models whose training state does not fit one device; off: every process holds all."""
+    """Under torchrun: load, train and evaluate every record's model sharded over the processes (FSDP2, one unit
+    per transformer block): parameters, gradients and AdamW state, for models that do not fit one device (rank 0
+    keeps the base model's weights on its host to copy from); off: every process holds all. The frozen-trunk cache
+    is not used under it."""
     parallel: str = "data"
     """Under torchrun: `data` (every process trains each method on its share of every batch) or `jobs` (the
     processes split the records: each trains and scores its own methods alone, on its own device; rank 0 gathers

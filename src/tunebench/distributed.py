@@ -12,11 +12,13 @@ batch indices, so the summed gradient equals the single-process one; accumulatio
 communication before the last micro-batch; a rank whose share of a short last batch is empty contributes zeros.
 DDP would average per-rank means instead (wrong for unequal shares) and needs every rank to run a forward.
 
-Sharded (`train.fsdp=true`): FSDP2's `fully_shard` on every transformer block and on the whole model shards
-parameters, gradients and AdamW state over the ranks; FSDP then reduces the gradients itself (summed, not
-averaged: the loss is already normalised by the whole batch), and every rank runs every forward (a rank with an
-empty share runs one example with weight 0). Training runs on a sharded copy; the trained tensors are then loaded
-whole into the model that is evaluated (whose work differs per rank) and exported.
+Sharded (`train.fsdp=true`): each record's model is built whole on rank 0's host and as empty `meta` modules on
+the other ranks, then FSDP2's `fully_shard` on every transformer block and on the whole shards it, filled from
+rank 0 (`shard`); parameters, gradients and AdamW state stay sharded through training, evaluation, generation and
+checkpoints. FSDP reduces the gradients itself (summed, not averaged: the loss is already normalised by the whole
+batch), and every rank runs every forward: a rank with an empty share of a training batch runs one example with
+weight 0, a rank with fewer evaluation batches runs a spare one, and generation keeps each decoding step in step
+(transformers' `synced_gpus`). Whole tensors are gathered only as they are written (checkpoints, weights).
 
 One writer: rank 0 writes every file (results, checkpoints, weights, reports, plots, predictions); the file
 helpers in files.py and the checkpoint code ask `is_writer()`. Other ranks read what it wrote after a barrier.
@@ -185,29 +187,93 @@ def all_sum(values: list[torch.Tensor], device: str) -> list[torch.Tensor]:
     return out
 
 
-def sharded_copy(model: torch.nn.Module, enabled: bool) -> tuple[torch.nn.Module, bool]:
-    """(a copy of `model` with FSDP2 on every transformer block and on the whole (the method's own rows
-    included), True) when `enabled` under torchrun; else (`model`, False).
+def shard(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """`model` sharded in place over the ranks, on `device`, with the writer's values (train.fsdp under torchrun).
 
-    A copy, because evaluation gives each rank different work (a sharded model needs every rank in every
-    forward) and export reads whole tensors: the trained tensors are loaded back into `model` afterwards.
-    """
-    if not enabled or world_size() == 1:
-        return model, False
-    import copy
-
+    Load on rank 0 and broadcast shards: the writer built `model` with real weights (on the host), the other ranks
+    built the same modules on the `meta` device (no memory). FSDP2's `fully_shard` goes on every transformer block
+    and on the whole (the method's own rows included); each rank then keeps only its shard on `device`, filled from
+    the writer's whole tensors (torch.distributed.checkpoint's `set_model_state_dict`, broadcast from rank 0; the
+    buffers a state dict leaves out, e.g. rotary frequencies, are broadcast here). No rank ever holds the whole
+    model on `device`. Every rank calls this (collectives)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from torch.distributed.fsdp import fully_shard
 
     from tunebench.layers import transformer_blocks
 
-    model = copy.deepcopy(model)
+    whole = model.state_dict() if is_writer() else {}  # the writer's tensors, referenced (no copy)
+    in_state = set(model.state_dict(keep_vars=True))
     for block in transformer_blocks(model.lm):
         fully_shard(block)
-    fully_shard(model)
+    # said explicitly: FSDP2 would otherwise keep the outermost unit (embeddings, head) whole after each forward
+    fully_shard(model, reshard_after_forward=True)
     for module in _fsdp_modules(model):
         module.set_gradient_divide_factor(1.0)  # sum: each rank's loss is already divided by the whole batch
         module.set_force_sum_reduction_for_comms(True)  # a plain SUM, which gloo has (it lacks PREMUL_SUM)
-    return model, True
+    if is_writer():
+        model.to(device)  # the shards only
+    else:
+        model.to_empty(device=device)
+    set_model_state_dict(model, whole, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for name, buffer in model.named_buffers():
+        if name not in in_state:
+            torch.distributed.broadcast(buffer, src=0)
+    del whole
+    # FSDP2 makes the first unit to run a forward the root; generation runs the blocks' forwards from below the
+    # whole's (TunedModel.generate), so the whole is made the root now (a private call: torch has no public one;
+    # torch is pinned, and tests/test_distributed.py runs a baseline's generation first under train.fsdp)
+    model._get_fsdp_state()._lazy_init()
+    return model
+
+
+def skeleton(model: torch.nn.Module, trust_remote_code: bool = False) -> torch.nn.Module:
+    """The writer's `model` as modules on the `meta` device on every other rank (its config sent from the writer:
+    nothing is read or allocated there); the writer's own model on the writer. Every rank calls this."""
+    config, dtype = from_writer((model.config, next(model.parameters()).dtype) if is_writer() else None)
+    if is_writer():
+        return model
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                attn_implementation=config._attn_implementation)
+
+
+def is_sharded_model(model: torch.nn.Module) -> bool:
+    return isinstance(model, torch.nn.Module) and any(is_sharded(p) for p in model.parameters())
+
+
+@contextmanager
+def root_gathered(model: torch.nn.Module) -> Iterator[None]:
+    """Inside: the parameters of a sharded model's outermost unit (embeddings, head, a method's own rows) are
+    whole on every rank, for work that calls into the model outside its `forward` (generation); the blocks gather
+    their own in their forward. A model that is not sharded passes through."""
+    if not is_sharded_model(model):
+        yield
+        return
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
+
+
+def rounds(total: int, batch_size: int, sharded: bool) -> int | None:
+    """Batches every rank runs over its share of `total` items when `sharded` (the busiest rank's count: each
+    forward of a sharded model needs every rank); None otherwise (each rank runs its own)."""
+    if not sharded:
+        return None
+    return -(-len(range(0, total, world_size())) // batch_size)
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of `tensor` this process holds: its shard if sharded, else the tensor."""
+    return tensor.to_local() if is_sharded(tensor) else tensor
+
+
+def local_bytes(tensor: torch.Tensor) -> int:
+    """Bytes this process holds of `tensor`."""
+    return local(tensor).numel() * local(tensor).element_size()
 
 
 def _fsdp_modules(model: torch.nn.Module) -> list:

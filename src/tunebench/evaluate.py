@@ -16,7 +16,7 @@ from tunebench.jobs import run_jobs
 from tunebench.report import write_outputs
 from tunebench.results import Record, ResultsFile, environment, read_results, read_splits
 from tunebench.trained import attach, load_trained, split_target
-from tunebench.workbench import evaluate_tuned, prepare, scores_header
+from tunebench.workbench import evaluate_tuned, fresh_model, prepare, scores_header
 
 RESET_DATA = ["data.text_column=null", "data.summary_column=null", "data.id_column=null", "data.fraction=1.0",
               "data.strip_bylines=null"]
@@ -62,7 +62,8 @@ def evaluate_on(target: str, source: str, n: int | None, out: Path | None, overr
     results.save()
 
     def score_trained() -> Record:  # after the baselines: it changes the shared base model in place
-        tuned = attach(run_dir, cfg, name, record_name, bench.base_lm, bench.tokenizer).to(bench.runtime.device)
+        tuned = fresh_model(bench, lambda lm: attach(run_dir, cfg, name, record_name, lm, bench.tokenizer),
+                            copy_base=False)
         record = Record(record_name, "method", method=name, seed=trained.get("seed"),
                         settings=trained.get("settings"), params=trained.get("params"),
                         notes=[f"trained in {run_dir} on {origin['trained_on']} ({origin['trained_pairs']} pairs); "

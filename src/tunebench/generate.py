@@ -90,10 +90,11 @@ def adapters_merged(model: torch.nn.Module) -> Iterator[None]:
     deployed, so its summaries cost what they would in use (PEFT's `merge`; unmerged, the adapter adds two small
     matmuls per layer at every decoding step: LoRA's generation took ~1.5x as long as last-block's in the demo).
     Afterwards PEFT unmerges and the base weights get their exact saved values back (subtracting the update
-    again would leave rounding in them). Methods without adapter layers pass through unchanged."""
+    again would leave rounding in them). Methods without adapter layers, and sharded models, pass through unchanged."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    modules = model.modules() if isinstance(model, torch.nn.Module) else []  # tests pass stand-in models
+    # tests pass stand-in models; a sharded model (train.fsdp) is not merged: its weights are pieces on each rank
+    modules = model.modules() if isinstance(model, torch.nn.Module) and not distributed.is_sharded_model(model) else []
     layers = [m for m in modules if isinstance(m, BaseTunerLayer) and not m.merged]
     # kept in host memory: on a GPU the merged model's memory is what generation costs
     saved = [{name: p.detach().to("cpu", copy=True) for name, p in m.get_base_layer().named_parameters()}
@@ -128,15 +129,25 @@ def generate_summaries(model: TunedModel, tokenizer, prompts: list[list[int]], b
     max_new_tokens = settings.max_new_tokens
     # under torchrun each rank decodes every world_size-th prompt (by length, so the shares cost alike); the
     # results are gathered back into the prompts' order on every rank
-    order = distributed.share(sorted(range(len(prompts)), key=lambda i: len(prompts[i])))
+    order_all = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    order = distributed.share(order_all)
     texts, counts, hit = [""] * len(prompts), [0] * len(prompts), [False] * len(prompts)
     token_ids: list[list[int]] = [[] for _ in prompts]
     deferred = distributed.Deferred()  # one rank failing is raised on every rank at the gather below
+    starts = list(range(0, len(order), batch_size))
+    # sharded (train.fsdp): every rank runs as many batches as the busiest one (a spare one on the shortest prompt,
+    # unused) and generate() keeps every decoding step's forward in step across ranks (TunedModel.generate)
+    spare = distributed.rounds(len(prompts), batch_size, distributed.is_sharded_model(model))
     with adapters_merged(model):  # once for all batches
-        for start in range(0, len(order), batch_size):
+        for n in range(max(len(starts), spare or 0)):
+            if n >= len(starts):
+                ids, mask = left_pad([prompts[order_all[0]]], tokenizer.pad_token_id)
+                with autocast or nullcontext():
+                    model.generate(ids.to(device), mask.to(device), config)
+                continue
             if deferred.error:
                 break
-            chunk = order[start:start + batch_size]
+            chunk = order[starts[n]:starts[n] + batch_size]
             with deferred.guard():
                 ids, mask = left_pad([prompts[i] for i in chunk], tokenizer.pad_token_id)
                 # greedy only: with beams a criterion would end hypotheses, not summaries

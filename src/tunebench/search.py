@@ -15,7 +15,6 @@ and the writer's pruning decision at each rung is broadcast, so every rank stops
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from tunebench.config import Config
 from tunebench.methods import Method
 from tunebench.runtime import seed_everything
 from tunebench.train import Probe, plan, train
+from tunebench.workbench import fresh_model
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -60,7 +60,7 @@ def search_lr(bench, method: Method, cfg: Config, folder: Path) -> dict:
                 raise optuna.TrialPruned()
 
         seed_everything(cfg.train.seed)
-        tuned = method.build(copy.deepcopy(bench.base_lm), cfg, bench.tokenizer).to(bench.runtime.device)
+        tuned = fresh_model(bench, lambda lm: method.build(lm, cfg, bench.tokenizer))
         result = train(tuned, bench.encoded["train"], bench.encoded["val"], cfg.train, lr, bench.runtime,
                        folder / "trial.safetensors", bench.tokenizer.pad_token_id, show_progress=False,
                        probe=Probe(trial_steps, rung, report))

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from tunebench import distributed
-from tunebench.checkpoint import has_training_state, load_training_state, save_training_state
+from tunebench.checkpoint import TensorFile, has_training_state, load_training_state, save_training_state
 from tunebench.config import TrainConfig
 from tunebench.data.format import Encoded, collate
 from tunebench.errors import TunebenchError
@@ -51,7 +51,11 @@ class TrainResult:
     target_tokens: int = 0
     """Tokens the loss was computed on (summary + EOS)."""
     optimizer_state_bytes: int = 0
-    """Memory held by AdamW's moment estimates for the trained parameters."""
+    """Memory held by AdamW's moment estimates for the trained parameters (this process's shards under FSDP)."""
+    parameter_bytes: int = 0
+    """Memory held by the model's parameters, trained and frozen (this process's shards under FSDP)."""
+    gradient_bytes: int = 0
+    """Memory held by the gradients at an optimizer step (this process's shards under FSDP)."""
     frozen_cache: dict = field(default_factory=dict)
     """The frozen-trunk cache, if used: blocks skipped, bytes, where, build time (in train_time_s), reuse."""
     budget: dict = field(default_factory=dict)
@@ -183,15 +187,21 @@ def per_article_loss(model: TunedModel, examples: list[Encoded], batch_size: int
     out: list[tuple[float, int]] = []
     deferred = distributed.Deferred()
     mine_examples = [examples[i] for i in mine]
-    for indices in batch_order(mine_examples, batch_size, seed=0, shuffle=False):
-        if deferred.error:
+    batches = batch_order(mine_examples, batch_size, seed=0, shuffle=False)
+    # sharded: every rank runs as many forwards as the busiest one (a spare one on its first example, unused)
+    spare = distributed.rounds(len(examples), batch_size, distributed.is_sharded_model(model))
+    for n in range(max(len(batches), spare or 0)):
+        if deferred.error and not spare:
             break
         with deferred.guard():
-            batch = make_batch(mine_examples, indices, pad_id, runtime.device)
+            own = n < len(batches)
+            batch = make_batch(mine_examples, batches[n], pad_id, runtime.device) if own else \
+                make_batch(examples, [0], pad_id, runtime.device)
             with runtime.autocast():
                 sums, counts = per_example_loss(model, batch)
-            out += [(mine[i], float(s), int(c)) for i, s, c in zip(indices, sums.double().cpu(), counts.cpu(),
-                                                                  strict=True)]
+            if own:
+                out += [(mine[i], float(s), int(c)) for i, s, c in zip(batches[n], sums.double().cpu(),
+                                                                      counts.cpu(), strict=True)]
     rows = distributed.gather([(s, c) for _, s, c in out], [i for i, _, _ in out], len(examples), deferred)
     return [tuple(row) for row in rows]
 
@@ -205,7 +215,7 @@ class Training:
     """What the loop works with, made before its first step (torchtune's setup() / train() split)."""
 
     model: TunedModel
-    """The model that trains: the one given to `train()`, or its sharded copy under FSDP."""
+    """The model that trains (sharded in place under FSDP: workbench.fresh_model)."""
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -223,6 +233,8 @@ class Training:
     def optimizer_step(self, max_grad_norm: float) -> float:
         """Clip, step AdamW and the schedule, clear the gradients; returns the learning rate this step used."""
         torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm)
+        if not self.result.gradient_bytes:
+            self.result.gradient_bytes = sum(distributed.local_bytes(p.grad) for p in self.params if p.grad is not None)
         lr = self.scheduler.get_last_lr()[0]  # before stepping the schedule: the rate of this step, not the next
         self.optimizer.step()
         self.scheduler.step()
@@ -234,11 +246,9 @@ def setup(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
           runtime: Runtime, pad_id: int, state_dir: Path | None = None, cache_dir: Path | None = None,
           probe: Probe | None = None) -> Training:
     """Optimizer, schedule over the budget's plan, the resumed state (if `state_dir` holds one), frozen-trunk cache."""
-    # FSDP2 under torchrun with train.fsdp: training runs on a sharded copy, whose best weights are loaded back
-    # into `model` at the end (whole, for evaluation and export); otherwise `model` itself trains
     if cfg.activation_checkpointing:
         checkpoint_activations(model)
-    model, sharded = distributed.sharded_copy(model, cfg.fsdp)
+    sharded = distributed.is_sharded_model(model)  # train.fsdp under torchrun: FSDP2 reduces the gradients
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel per step instead of ~10 passes over every trained tensor (last-block trains 32M values);
     # not for sharded (DTensor) parameters, which take the foreach kernels
@@ -499,10 +509,11 @@ def _finish(model: TunedModel, run: Training, checkpoint: Path, best: float) -> 
     """Every rank loads the best epoch's weights (the writer saved them) into `model`, in evaluation mode."""
     distributed.barrier()  # the writer has saved the best weights: every rank reloads them
     result = run.result
-    result.optimizer_state_bytes = sum(v.numel() * v.element_size() for state in run.optimizer.state.values()
+    result.optimizer_state_bytes = sum(distributed.local_bytes(v) for state in run.optimizer.state.values()
                                        for v in state.values() if torch.is_tensor(v))
+    result.parameter_bytes = sum(distributed.local_bytes(p) for p in run.model.parameters())
     result.best_val_loss = best if run.validate else math.nan
-    load_trainable_state(model, load_file(str(checkpoint)))
+    load_trainable_state(model, TensorFile(checkpoint))  # tensor by tensor: under FSDP each rank keeps its shards
     model.eval()
     return result
 

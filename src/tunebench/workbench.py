@@ -3,7 +3,9 @@ scored on a list of test articles: generation, the chosen metrics per article (m
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,24 @@ class Workbench:
     tracking: Tracking = field(default_factory=lambda: Tracking([], {}))
     """The experiment trackers the records log to (none until the run folder exists)."""
 
+    @property
+    def sharded(self) -> bool:
+        """train.fsdp under torchrun: every record's model is sharded over the processes (`fresh_model`); the base
+        model is then whole on the writer's host only (the other processes hold its modules on `meta`)."""
+        return self.cfg.train.fsdp and distributed.world_size() > 1
+
+
+def fresh_model(bench: Workbench, build: Callable[[object], TunedModel], copy_base: bool = True) -> TunedModel:
+    """`build(lm)` on a copy of the base model (on the base model itself without `copy_base`), on the run's device.
+
+    Sharded (train.fsdp under torchrun): the writer builds on a copy of its whole base model, every other process on
+    a copy of its `meta` one (the same modules, no memory), and the result is sharded over the processes with the
+    writer's values (distributed.shard): no process holds the whole model on its device, and a method's random
+    initialisation is the writer's, as in one process."""
+    if not bench.sharded:
+        return build(copy.deepcopy(bench.base_lm) if copy_base else bench.base_lm).to(bench.runtime.device)
+    return distributed.shard(build(copy.deepcopy(bench.base_lm)), bench.runtime.device)
+
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
             model: tuple[object, object] | None = None, test_only: bool = False,
@@ -63,10 +83,17 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
                 cfg.model.name, cfg.model.trust_remote_code))
         else:
             derived = {}
-        base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+        sharded = cfg.train.fsdp and distributed.world_size() > 1
+        if sharded and not distributed.is_writer() and not model:  # the writer's modules on `meta` (below)
+            base_lm, tokenizer = None, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+        else:
+            base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
+    if sharded:  # the base model stays whole on the writer's host alone: fresh_model shards each record's copy
+        base_lm = distributed.skeleton(base_lm, cfg.model.trust_remote_code)
+    else:
+        base_lm.to(runtime.device)
     d = cfg.data
     check_context(cfg, base_lm, tokenizer)
-    base_lm.to(runtime.device)
     encoded = {name: encode(cfg, tokenizer, getattr(splits, name)) for name in ("train", "val", "test")}
     truncated = {name: sum(ex.article_cut for ex in examples) for name, examples in encoded.items()}
     data_facts = {"source": d.source, **loaded.facts(), "split_sizes": splits.sizes(), "split_seed": d.seed,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from transformers import StoppingCriteriaList
 
+from tunebench import distributed
 from tunebench.errors import TunebenchError
 from tunebench.layers import final_norm, transformer_blocks
 
@@ -197,7 +198,15 @@ class TunedModel(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generation_config,
                  stopping_criteria: list | None = None) -> torch.Tensor:
-        """KV-cached generation from embeddings; returns the new tokens only (no prompt)."""
+        """KV-cached generation from embeddings; returns the new tokens only (no prompt).
+
+        Sharded (train.fsdp): every rank runs each decoding step's forward until every rank is done (transformers'
+        `synced_gpus`), with this model's outermost parameters gathered, since generation works below `forward`."""
+        with distributed.root_gathered(self):
+            return self._generate(input_ids, attention_mask, generation_config, stopping_criteria,
+                                  synced=distributed.is_sharded_model(self))
+
+    def _generate(self, input_ids, attention_mask, generation_config, stopping_criteria, synced: bool):
         embeds, mask = self.embed(input_ids, attention_mask)
         extra = {}
         if self.kv_prefix is not None:
@@ -211,7 +220,7 @@ class TunedModel(nn.Module):
         if stopping_criteria:
             extra["stopping_criteria"] = StoppingCriteriaList(stopping_criteria)
         return self.lm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=generation_config,
-                                **extra)
+                                synced_gpus=synced, **extra)
 
 
 def freeze(module: nn.Module) -> None:
@@ -219,13 +228,20 @@ def freeze(module: nn.Module) -> None:
         param.requires_grad_(False)
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a method trains, by name: what is saved on disk and what the best checkpoint holds (whole:
-    sharded ones are gathered, so under FSDP every rank calls this)."""
-    from tunebench import distributed
+def trainable_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor | None]]:
+    """(name, whole tensor on the host) of each tensor a method trains, one at a time; None on ranks other than the
+    writer (which writes them): under FSDP every rank takes part in gathering each sharded tensor and the others
+    drop it at once, so no rank but the writer holds a whole one."""
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            whole = distributed.full(p.detach())
+            yield name, whole.cpu().clone().contiguous() if distributed.is_writer() else None
 
-    return {name: distributed.full(p.detach()).cpu().clone().contiguous()
-            for name, p in model.named_parameters() if p.requires_grad}
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a method trains, by name, whole: what is saved on disk and what the best checkpoint holds (on
+    the writer; empty elsewhere)."""
+    return {name: tensor for name, tensor in trainable_tensors(model) if tensor is not None}
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -238,8 +254,6 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
         if tuple(state[name].shape) != tuple(param.shape):
             raise ValueError(f"saved tensor {name} has shape {tuple(state[name].shape)} but the method's has "
                              f"{tuple(param.shape)}: the run's settings no longer match its weights")
-    from tunebench import distributed
-
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(distributed.like(state[name].to(param.dtype), param))
