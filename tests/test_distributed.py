@@ -365,6 +365,11 @@ def test_sharded_training_equals_one_process_and_resumes_after_a_kill(runs):
     one, two = _records(single)["full"]["train"], _records(folder / "r")["full"]["train"]
     for held in ("parameter_bytes", "gradient_bytes", "optimizer_state_bytes"):
         assert 0.5 * one[held] <= two[held] <= 0.51 * one[held], (held, one[held], two[held])
+    # the PEFT adapters rank 0 writes from a whole copy: the one-process run's (which test_outside.py loads in PEFT)
+    for name in ("lora", "ia3", "prefix-tuning"):
+        a, b = (load_file(str(run / name / "peft_adapter" / "adapter_model.safetensors"))
+                for run in (single, folder / "r"))
+        assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() <= TOLERANCE for k in a), name
 
 
 def test_a_process_that_dies_ends_the_job(runs):
