@@ -147,17 +147,17 @@ def load_training_state(folder: Path, model, optimizer, scheduler) -> tuple[dict
     load_trainable_state(model, TensorFile([folder / name for name in tensor_files(meta)], prefix="model."))
     opt_state: dict[int, dict] = {}
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            # moments are laid out as their parameter (sharded under FSDP); the step count stays as saved
-            opt_state.setdefault(int(index), {})[name] = distributed.like(value, params[int(index)]) \
-                if value.shape == params[int(index)].shape else value
+    for key in [k for k in tensors if k.startswith("opt.")]:  # read only these (the weights were read above)
+        value = tensors[key]
+        _, index, name = key.split(".", 2)
+        # moments are laid out as their parameter (sharded under FSDP); the step count stays as saved
+        opt_state.setdefault(int(index), {})[name] = distributed.like(value, params[int(index)]) \
+            if value.shape == params[int(index)].shape else value
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
     number = distributed.rank()
     if number and f"rank{number}.rng.torch" in tensors:  # this rank's own state (else: the same world, rank 0's)
-        own = {k[len(f"rank{number}."):]: v for k, v in tensors.items() if k.startswith(f"rank{number}.")}
+        own = {k[len(f"rank{number}."):]: tensors[k] for k in tensors if k.startswith(f"rank{number}.")}
         _set_rng_state(own, meta["rng_ranks"][number - 1])
     else:
         _set_rng_state(tensors, meta["rng"])
@@ -185,6 +185,9 @@ class TensorFile(Mapping):
         if name not in self.where:
             raise KeyError(name)
         return self.where[name].get_tensor(self.prefix + name)
+
+    def __contains__(self, name: object) -> bool:  # from the file's header, without reading the tensor
+        return name in self.where
 
     def __iter__(self):
         return iter(self.where)

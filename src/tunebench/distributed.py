@@ -273,7 +273,8 @@ def local(tensor: torch.Tensor) -> torch.Tensor:
 
 def local_bytes(tensor: torch.Tensor) -> int:
     """Bytes this process holds of `tensor`."""
-    return local(tensor).numel() * local(tensor).element_size()
+    part = local(tensor)
+    return part.numel() * part.element_size()
 
 
 def _fsdp_modules(model: torch.nn.Module) -> list:

@@ -51,7 +51,12 @@ class Workbench:
     def sharded(self) -> bool:
         """train.fsdp under torchrun: every record's model is sharded over the processes (`fresh_model`); the base
         model is then whole on the writer's host only (the other processes hold its modules on `meta`)."""
-        return self.cfg.train.fsdp and distributed.world_size() > 1
+        return sharded(self.cfg)
+
+
+def sharded(cfg: Config) -> bool:
+    """train.fsdp under torchrun (more than one process working together)."""
+    return cfg.train.fsdp and distributed.world_size() > 1
 
 
 def fresh_model(bench: Workbench, build: Callable[[object], TunedModel], copy_base: bool = True) -> TunedModel:
@@ -83,12 +88,12 @@ def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
                 cfg.model.name, cfg.model.trust_remote_code))
         else:
             derived = {}
-        sharded = cfg.train.fsdp and distributed.world_size() > 1
-        if sharded and not distributed.is_writer() and not model:  # the writer's modules on `meta` (below)
+        split = sharded(cfg)
+        if split and not distributed.is_writer() and not model:  # the writer's modules on `meta` (below)
             base_lm, tokenizer = None, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
         else:
             base_lm, tokenizer = model or load_model(cfg.model.name, cfg.model.trust_remote_code)
-    if sharded:  # the base model stays whole on the writer's host alone: fresh_model shards each record's copy
+    if split:  # the base model stays whole on the writer's host alone: fresh_model shards each record's copy
         base_lm = distributed.skeleton(base_lm, cfg.model.trust_remote_code)
     else:
         base_lm.to(runtime.device)
