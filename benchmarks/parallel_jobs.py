@@ -3,9 +3,11 @@
 records (`train.parallel=jobs`); each whole command timed from outside (start-up included), runs interleaved.
 
     .venv/bin/python benchmarks/parallel_jobs.py [--rounds 1] [--hidden 256] [--layers 4] [--epochs 2]
+        [--methods lora,prompt-tuning,last-block,full] [--cases one1,one2,data,jobs]
 
 The model is a random Llama-style model of the given size with the byte tokenizer (no download), the run the
-`smoke` preset with four methods and the lead-1 baseline.
+`smoke` preset with the given methods (in that order: the order in which the processes take them in the jobs mode)
+and the lead-1 baseline. `--cases` picks some of the four ways (ratios are printed when `one1` is among them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ CASES = {
     "torchrun 2 x 1 thread, data parallel": (["torchrun"], ["train.threads=1", "train.parallel=data"]),
     "torchrun 2 x 1 thread, jobs split": (["torchrun"], ["train.threads=1", "train.parallel=jobs"]),
 }
+KEYS = dict(zip(("one1", "one2", "data", "jobs"), CASES, strict=True))
 
 
 def save_model(folder: Path, hidden: int, layers: int) -> None:
@@ -41,12 +44,12 @@ def save_model(folder: Path, hidden: int, layers: int) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def command(case: str, model: Path, runs: Path, name: str, epochs: int) -> list[str]:
+def command(case: str, model: Path, runs: Path, name: str, epochs: int, methods: str) -> list[str]:
     launcher, extra = CASES[case]
     head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if launcher \
         else [sys.executable]
     return [*head, "-m", "tunebench", "compare", "--preset", "smoke", "--quiet", "--runs-dir", str(runs),
-            "--name", name, "--set", f"model.name={model}", "methods=[lora,prompt-tuning,last-block,full]",
+            "--name", name, "--set", f"model.name={model}", f"methods=[{methods}]",
             "eval.baselines=[lead]", f"train.epochs={epochs}", *extra]
 
 
@@ -56,25 +59,29 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--methods", default="lora,prompt-tuning,last-block,full")
+    parser.add_argument("--cases", default=",".join(KEYS))
     args = parser.parse_args()
+    cases = [KEYS[key] for key in args.cases.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         model, runs = Path(tmp) / "model", Path(tmp) / "runs"
         save_model(model, args.hidden, args.layers)
-        times: dict[str, list[float]] = {case: [] for case in CASES}
+        times: dict[str, list[float]] = {case: [] for case in cases}
         for round_ in range(args.rounds):  # interleaved: every case once per round
-            for n, case in enumerate(CASES):
+            for n, case in enumerate(cases):
                 start = time.perf_counter()
-                done = subprocess.run(command(case, model, runs, f"r{round_}-{n}", args.epochs), capture_output=True,
+                done = subprocess.run(command(case, model, runs, f"r{round_}-{n}", args.epochs,
+                                                     args.methods), capture_output=True,
                                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
                 times[case].append(time.perf_counter() - start)
                 if done.returncode:
                     raise SystemExit(f"{case} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    base = statistics.median(times["1 process, 1 thread"])
-    print(f"random Llama hidden {args.hidden}, {args.layers} layers; smoke, 4 methods + lead-1, {args.epochs} epochs; "
-          f"{args.rounds} round(s), median wall s")
+    base = statistics.median(times[KEYS["one1"]]) if KEYS["one1"] in times else None
+    print(f"random Llama hidden {args.hidden}, {args.layers} layers; smoke, methods {args.methods} + lead-1, "
+          f"{args.epochs} epochs; {args.rounds} round(s), median wall s")
     for case, values in times.items():
         wall = statistics.median(values)
-        print(f"{case:40s} {wall:7.1f} s   x{wall / base:4.2f} of 1 process, 1 thread")
+        print(f"{case:40s} {wall:7.1f} s" + (f"   x{wall / base:4.2f} of 1 process, 1 thread" if base else ""))
 
 
 if __name__ == "__main__":

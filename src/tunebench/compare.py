@@ -42,6 +42,7 @@ from tunebench.workbench import (
     score,
     scores_header,
     summarize_scores,
+    training_flops,
 )
 
 
@@ -242,16 +243,19 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
         results.save()
     bench.tracking = open_tracking(cfg.track.to, to_dict(cfg), run_dir)
     held.callback(bench.tracking.close)
-    jobs = baseline_jobs(bench)
+    jobs, sizes = baseline_jobs(bench), {}
+    split = cfg.train.parallel == "jobs" and distributed.world_size() > 1
     for method in cfg.methods:
+        size = training_flops(bench, METHODS[method]) if split else 0.0  # the processes take the largest first
         for seed in seeds:
             name = method if len(seeds) == 1 else f"{method}@seed{seed}"
             jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
+            sizes[name] = size
     if resume:  # a damaged checkpoint is refused now, not found after the jobs before it have run again
         for name, _ in jobs:
             if has_training_state(run_dir / name / "checkpoint"):
                 check_training_state(run_dir / name / "checkpoint")
-    run_jobs(jobs, results, run_dir, bench.tracking, cfg.train.parallel)
+    run_jobs(jobs, results, run_dir, bench.tracking, cfg.train.parallel, sizes=distributed.from_writer(sizes))
     sequential_evaluation(bench, results, rescorers(bench))
     write_outputs(results.data, run_dir)
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report

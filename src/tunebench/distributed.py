@@ -232,11 +232,9 @@ def skeleton(model: torch.nn.Module, trust_remote_code: bool = False) -> torch.n
     config, dtype = from_writer((model.config, next(model.parameters()).dtype) if is_writer() else None)
     if is_writer():
         return model
-    from transformers import AutoModelForCausalLM
+    from tunebench.models import meta_model
 
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                attn_implementation=config._attn_implementation)
+    return meta_model(config, dtype, trust_remote_code)
 
 
 def is_sharded_model(model: torch.nn.Module) -> bool:

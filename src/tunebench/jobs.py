@@ -2,7 +2,9 @@
 torchrun the processes share each job's batches), or split over the processes (`train.parallel=jobs`: each trains
 and scores its own records alone; rank 0 gathers them into results.json).
 
-In the jobs mode a process takes the next job no other has claimed and writes each record it finishes to
+In the jobs mode a process takes the next job no other has claimed, the largest first (the jobs' `sizes`: the
+training FLOPs workbench.training_flops counts; a long job taken last would leave the other processes idle at the
+end), and writes each record it finishes to
 `<run>/<record>/record.json` at once (so a kill loses no finished record); rank 0 adds them to results.json as they
 arrive. Processes meet only in short collectives before and after the jobs, never while one waits for another's
 long job (the collective timeout would end the run), so waiting is done by polling the run folder.
@@ -31,10 +33,10 @@ Jobs = list[tuple[str, Callable[[], Record]]]
 
 
 def run_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracking | None = None,
-             parallel: str = "data") -> None:
+             parallel: str = "data", sizes: dict[str, float] | None = None) -> None:
     """Run each job not finished before; each record is saved (and the report redrawn) as it ends. A job that fails
     is recorded FAILED and the others go on. `tracking`: each job is a tracker run, from its start to its status.
-    `parallel="jobs"` under torchrun: the processes split the jobs (`split_jobs`)."""
+    `parallel="jobs"` under torchrun: the processes split the jobs (`split_jobs`), the largest of `sizes` first."""
     tracking = tracking or Tracking([], {})
     if parallel == "jobs" and distributed.is_writer():  # records finished before a kill, not yet in results.json
         gathered: set[str] = set()  # (also when resumed with another number of processes)
@@ -43,7 +45,7 @@ def run_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracking
         for stale in run_dir.glob(".alive-*"):  # a killed run's heartbeats
             stale.unlink(missing_ok=True)
     if parallel == "jobs" and distributed.job_rank()[1] > 1:
-        split_jobs(jobs, results, run_dir, tracking)
+        split_jobs(jobs, results, run_dir, tracking, sizes=sizes)
         return
     done = {r["name"] for r in results.data["records"] if r["status"] == "SUCCESS"}
     for name, job in jobs:
@@ -70,9 +72,12 @@ def _add(results: ResultsFile, record: dict, run_dir: Path) -> None:
     write_outputs(results.data, run_dir, figures=False)  # the table grows as records come in
 
 
-def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracking, poll_s: float = 0.2) -> None:
-    """train.parallel=jobs: each process takes the next job no process has claimed (in the jobs' order; claimed by
-    creating `<run>/<record>/.claim`, which only one process can), so a process that finishes early takes more.
+def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracking, poll_s: float = 0.2,
+               sizes: dict[str, float] | None = None) -> None:
+    """train.parallel=jobs: each process takes the next job no process has claimed (claimed by creating
+    `<run>/<record>/.claim`, which only one process can), so a process that finishes early takes more; the jobs are
+    taken largest first (`sizes`; a job without one counts 0; equal sizes keep the jobs' order): the longest-job-
+    first rule, which keeps a long job from starting when the others are nearly done. Results keep the jobs' order.
     Each runs alone (`distributed.own_job`), on its own device and threads, with the seeds a single process would
     use, so every record equals the one-process run's whichever process ran it."""
     rank, processes = distributed.job_rank()
@@ -81,7 +86,8 @@ def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracki
     for name in order:
         if name in done:
             distributed.say(f"tunebench: {name} finished before, kept")
-    pending = [(name, job) for name, job in jobs if name not in done]
+    pending = sorted(((name, job) for name, job in jobs if name not in done),
+                     key=lambda item: -(sizes or {}).get(item[0], 0.0))  # a stable sort: ties keep their order
     ran: set[str] = set()
     collected: set[str] = set()
     heartbeat = Heartbeat(run_dir, rank, distributed.dist_timeout_s())

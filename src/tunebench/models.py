@@ -232,6 +232,13 @@ def _save_atomically(target: Path, model, tokenizer) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def meta_model(config, dtype: torch.dtype, trust_remote_code: bool = False) -> PreTrainedModel:
+    """A model of this config as modules on the `meta` device: its shapes without memory or values."""
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                attn_implementation=config._attn_implementation)
+
+
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(total, trainable) parameter counts; shared (tied) tensors are counted once."""
     seen: set[int] = set()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from tunebench import distributed, metrics
@@ -20,14 +21,15 @@ from tunebench.data.task import is_auto, resolve_task
 from tunebench.errors import TunebenchError
 from tunebench.files import atomic_write_text
 from tunebench.generate import DECODE_KEYS, generate_summaries
-from tunebench.methods import METHODS
+from tunebench.layers import transformer_blocks
+from tunebench.methods import METHODS, Method
 from tunebench.methods.base import TunedModel
 from tunebench.metrics import Articles, Metric
-from tunebench.models import load_model, load_tokenizer
+from tunebench.models import count_parameters, load_model, load_tokenizer, meta_model
 from tunebench.resources import PhaseMonitor
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.track import Tracking
-from tunebench.train import per_article_loss
+from tunebench.train import per_article_loss, plan
 
 
 @dataclass
@@ -69,6 +71,39 @@ def fresh_model(bench: Workbench, build: Callable[[object], TunedModel], copy_ba
     if not bench.sharded:
         return build(copy.deepcopy(bench.base_lm) if copy_base else bench.base_lm).to(bench.runtime.device)
     return distributed.shard(build(copy.deepcopy(bench.base_lm)), bench.runtime.device)
+
+
+def built_on_meta(bench: Workbench, method: Method) -> TunedModel:
+    """`method` built on the base model's modules on the `meta` device: what it trains and freezes, without memory,
+    values or random numbers drawn (this process's random state is as before)."""
+    lm = bench.base_lm
+    with torch.random.fork_rng(devices=[]):
+        return method.build(meta_model(lm.config, next(lm.parameters()).dtype, bench.cfg.model.trust_remote_code),
+                            bench.cfg, bench.tokenizer)
+
+
+def training_flops(bench: Workbench, method: Method) -> float:
+    """About how many FLOPs training `method` takes in this run, from its shape alone (`built_on_meta`; nothing
+    runs).
+
+    Per token (the positions the method adds included): 2 per weight of the blocks in the forward, 2 per weight of
+    the blocks the gradient flows back through (from the lowest one that trains up: `frozen_depth`) and 2 per trained
+    weight; a frozen trunk the cache replays (`train.cache_frozen`, more than one epoch) runs forward once per training
+    example instead of once per step. The LM head, attention's own products and the optimizer are left out, and
+    every method trains the same steps on the same examples. What it is for: `train.parallel=jobs` starts the
+    largest jobs first (jobs.py), so a long one does not start last; no result reports it."""
+    cfg, tuned = bench.cfg, built_on_meta(bench, method)
+    blocks = [sum(p.numel() for p in block.parameters()) for block in transformer_blocks(tuned.lm)]
+    depth, trained = tuned.frozen_depth(), count_parameters(tuned)[1]
+    train_set, budget = bench.encoded["train"], plan(bench.encoded["train"], cfg.train)
+    steps = budget["planned_steps"]
+    examples = steps * cfg.train.batch_size * cfg.train.grad_accum_steps
+    cached = cfg.train.cache_frozen and steps > budget["steps_per_epoch"] and depth > 0  # as train.py decides
+    tokens = sum(len(example) for example in train_set) / max(len(train_set), 1) + \
+        method.settings(cfg).positions_added()
+    upper, trunk = sum(blocks[depth:]), sum(blocks[:depth])
+    trunk_passes = len(train_set) if cached else examples
+    return tokens * (examples * (2 * upper + 2 * upper + 2 * trained) + trunk_passes * 2 * trunk)
 
 
 def prepare(cfg: Config, run_dir: Path, show_progress: bool = True,
