@@ -6,7 +6,7 @@ records (`train.parallel=jobs`); each whole command timed from outside (start-up
         [--methods lora,prompt-tuning,last-block,full] [--cases one1,one2,data,jobs]
 
 The model is a random Llama-style model of the given size with the byte tokenizer (no download), the run the
-`smoke` preset with the given methods (in that order: the order in which the processes take them in the jobs mode)
+`smoke` preset with the given methods (in that order; the jobs mode takes them largest first whatever the order)
 and the lead-1 baseline. `--cases` picks some of the four ways (ratios are printed when `one1` is among them).
 """
 

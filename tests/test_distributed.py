@@ -331,7 +331,7 @@ def test_two_nodes_on_one_machine_train_as_one_process_and_a_method_failing_on_o
     """Issue 27: two launchers, as on two machines (`--nnodes 2`, each its `--node-rank`, one process each), meet
     at a c10d rendezvous on localhost; the job gives the one-process results. It also trains with activation
     checkpointing and each process's share in micro-batches of 1 (issue 28): neither changes what is learned.
-    Rank 1 (the second node's process) raises in every training step of prompt tuning only, as a process that runs
+    Rank 1 (the second node's process) raises in every training step of prefix tuning only, as a process that runs
     out of memory on its own GPU would (tests/fail_rank.py): that method is FAILED once, the others go on unchanged."""
     import socket
 
@@ -343,7 +343,8 @@ def test_two_nodes_on_one_machine_train_as_one_process_and_a_method_failing_on_o
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
                                str(node), "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "tb",
                                "--rdzv-endpoint", f"127.0.0.1:{port}", str(Path(__file__).with_name("fail_rank.py")),
-                               "compare", *settings(base), THREE, "train.activation_checkpointing=true",
+                               "compare", *settings(base), THREE.replace("]", ",prefix-tuning]"),
+                               "train.activation_checkpointing=true",
                                "train.micro_batch_size=1", "--runs-dir", str(root / "nodes"), "--name", "r"],
                               env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for node in (0, 1)]
@@ -352,10 +353,10 @@ def test_two_nodes_on_one_machine_train_as_one_process_and_a_method_failing_on_o
     run = root / "nodes" / "r"
     assert json.loads((run / "results.json").read_text())["environment"]["processes"] == 2
     records = _records(run)
-    assert {"lora", "prompt-tuning", "last-block"} < set(records)
-    assert records["prompt-tuning"]["status"] == "FAILED", records["prompt-tuning"]
-    assert "1 of 2 processes failed in training step 1" in records["prompt-tuning"]["error"]
-    assert_same_results(single, run, subset=True, failed={"prompt-tuning"})
+    assert {"lora", "prompt-tuning", "last-block", "prefix-tuning"} < set(records)
+    assert records["prefix-tuning"]["status"] == "FAILED", records["prefix-tuning"]
+    assert "1 of 2 processes failed in training step 1" in records["prefix-tuning"]["error"]
+    assert_same_results(single, run, subset=True, failed={"prefix-tuning"})
 
 
 # FSDP: its SIGKILL case once hung after the resumed job wrote every record (both processes idle); it passed 10 times

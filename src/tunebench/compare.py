@@ -244,9 +244,9 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
     bench.tracking = open_tracking(cfg.track.to, to_dict(cfg), run_dir)
     held.callback(bench.tracking.close)
     jobs, sizes = baseline_jobs(bench), {}
-    split = cfg.train.parallel == "jobs" and distributed.world_size() > 1
+    split = cfg.train.parallel == "jobs" and distributed.world_size() > 1  # the processes take the largest first
     for method in cfg.methods:
-        size = training_flops(bench, METHODS[method]) if split else 0.0  # the processes take the largest first
+        size = job_size(bench, METHODS[method]) if split and distributed.is_writer() else 0.0
         for seed in seeds:
             name = method if len(seeds) == 1 else f"{method}@seed{seed}"
             jobs.append((name, lambda m=METHODS[method], s=seed, n=name: run_method(bench, m, True, s, n)))
@@ -324,6 +324,17 @@ def forget_records_without_files(run_dir: Path, results: ResultsFile) -> None:
                             "again")
             results.data["records"].remove(rec)
     results.save()
+
+
+def job_size(bench: Workbench, method: Method) -> float:
+    """The method's training FLOPs (`training_flops`), to order the jobs by; 0 where they cannot be counted (the
+    method's own job then says what is wrong, if anything is)."""
+    try:
+        return training_flops(bench, method)
+    except Exception as exc:  # an estimate for the order of the jobs must not end the run
+        distributed.say(f"tunebench: {method.name}: its training FLOPs could not be counted ({exc}); it is taken "
+                        "in the run's order")
+        return 0.0
 
 
 def baseline_jobs(bench: Workbench) -> list[tuple[str, object]]:

@@ -86,7 +86,7 @@ def training_flops(bench: Workbench, method: Method) -> float:
     """About how many FLOPs training `method` takes in this run, from its shape alone (`built_on_meta`; nothing
     runs).
 
-    Per token (the positions the method adds included): 2 per weight of the blocks in the forward, 2 per weight of
+    Per token (a learned prompt's positions included): 2 per weight of the blocks in the forward, 2 per weight of
     the blocks the gradient flows back through (from the lowest one that trains up: `frozen_depth`) and 2 per trained
     weight; a frozen trunk the cache replays (`train.cache_frozen`, more than one epoch) runs forward once per training
     example instead of once per step. The LM head, attention's own products and the optimizer are left out, and
@@ -99,8 +99,8 @@ def training_flops(bench: Workbench, method: Method) -> float:
     steps = budget["planned_steps"]
     examples = steps * cfg.train.batch_size * cfg.train.grad_accum_steps
     cached = cfg.train.cache_frozen and steps > budget["steps_per_epoch"] and depth > 0  # as train.py decides
-    tokens = sum(len(example) for example in train_set) / max(len(train_set), 1) + \
-        method.settings(cfg).positions_added()
+    prompt = method.settings(cfg).positions_added() if tuned.prefix is not None else 0  # a key/value prefix does
+    tokens = sum(len(example) for example in train_set) / max(len(train_set), 1) + prompt  # not pass through weights
     upper, trunk = sum(blocks[depth:]), sum(blocks[:depth])
     trunk_passes = len(train_set) if cached else examples
     return tokens * (examples * (2 * upper + 2 * upper + 2 * trained) + trunk_passes * 2 * trunk)
