@@ -110,7 +110,14 @@ def teardown() -> None:
 def say(text: str) -> None:
     """Print a line of progress, once (from the writer)."""
     if is_writer():
-        print(text, flush=True)
+        line(text)
+
+
+def line(text: str) -> None:
+    """Print `text` and its newline in one write, so that several processes writing to one pipe or terminal (torchrun)
+    never join two lines into one (`print` writes the text and the newline separately)."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()
 
 
 def barrier() -> None:

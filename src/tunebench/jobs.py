@@ -96,7 +96,7 @@ def split_jobs(jobs: Jobs, results: ResultsFile, run_dir: Path, tracking: Tracki
             continue
         ran.add(name)
         with distributed.own_job():
-            print(f"tunebench: {name} ... (process {rank})", flush=True)
+            distributed.line(f"tunebench: {name} ... (process {rank})")
             if rank == 0:
                 tracking.start(name)  # rank 0's trackers follow its own jobs live
             record = _run(name, job).as_dict()
