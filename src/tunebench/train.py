@@ -261,10 +261,7 @@ def setup(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     if state_dir is not None and has_training_state(state_dir):
         start, fields = load_training_state(state_dir, model, optimizer, scheduler)
         result = TrainResult(**fields)
-    # with one epoch nothing would be reused: the cache would only add its writes and reads (measured 0.9x);
-    # decided from the settings alone, so a resumed run takes the same path as an uninterrupted one
-    use_cache = cfg.cache_frozen and total_steps > budget["steps_per_epoch"] and not sharded \
-        and model.frozen_depth() > 0
+    use_cache = replays_trunk(cfg, budget, model.frozen_depth(), sharded)
     result.frozen_cache, result.budget = {}, budget  # what this run does, not what a resumed checkpoint's run did
     train_states, val_states = _frozen_trunk(model, train_set, val_set, cfg.batch_size, pad_id, runtime,
                                              cache_dir, result) if use_cache else (None, None)
@@ -272,6 +269,14 @@ def setup(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], c
     validate = bool(val_set) and (budget["epochs"] > 1 or probe is not None or cfg.validate_one_epoch)
     return Training(model, params, optimizer, scheduler, result, start, train_states, val_states,
                     stop_at=min(total_steps, probe.steps) if probe else total_steps, validate=validate)
+
+
+def replays_trunk(cfg: TrainConfig, budget: dict, frozen_depth: int, sharded: bool = False) -> bool:
+    """Whether training runs a frozen trunk of `frozen_depth` blocks once per example and replays it from the cache
+    (train.cache_frozen) instead of once per step. With one epoch nothing would be reused: the cache would only add
+    its writes and reads (measured 0.9x). Decided from the settings alone (`budget`: `plan`), so a resumed run takes
+    the same path as an uninterrupted one; never for a sharded model."""
+    return cfg.cache_frozen and budget["planned_steps"] > budget["steps_per_epoch"] and not sharded and frozen_depth > 0
 
 
 def checkpoint_activations(model: TunedModel) -> None:

@@ -29,7 +29,7 @@ from tunebench.models import count_parameters, load_model, load_tokenizer, meta_
 from tunebench.resources import PhaseMonitor
 from tunebench.runtime import Runtime, resolve_runtime, seed_everything
 from tunebench.track import Tracking
-from tunebench.train import per_article_loss, plan
+from tunebench.train import per_article_loss, plan, replays_trunk
 
 
 @dataclass
@@ -98,7 +98,7 @@ def training_flops(bench: Workbench, method: Method) -> float:
     train_set, budget = bench.encoded["train"], plan(bench.encoded["train"], cfg.train)
     steps = budget["planned_steps"]
     examples = steps * cfg.train.batch_size * cfg.train.grad_accum_steps
-    cached = cfg.train.cache_frozen and steps > budget["steps_per_epoch"] and depth > 0  # as train.py decides
+    cached = replays_trunk(cfg.train, budget, depth)  # jobs mode never shards
     prompt = method.settings(cfg).positions_added() if tuned.prefix is not None else 0  # a key/value prefix does
     tokens = sum(len(example) for example in train_set) / max(len(train_set), 1) + prompt  # not pass through weights
     upper, trunk = sum(blocks[depth:]), sum(blocks[:depth])
