@@ -10,6 +10,7 @@ import pytest
 from tunebench.cli import main
 from tunebench.config import DataConfig
 from tunebench.data import load_examples
+from tunebench.errors import TunebenchError
 from tunebench.methods import METHODS
 from tunebench.report.sections import advice, header, table, table_rows
 from tunebench.results import SCHEMA_VERSION
@@ -99,6 +100,37 @@ def test_the_cli_process_exits_2_with_one_stderr_line_and_no_run_folder(tmp_path
     assert len(lines) == 1 and lines[0].startswith("tunebench: error: "), proc.stderr
     assert "could not load the model from Hub id 'gpt2'" in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "hub").exists()
+
+
+def test_the_program_takes_its_imports_out_of_the_collectors_scans_and_a_call_with_argv_does_not(tmp_path,
+                                                                                                 monkeypatch):
+    """`tunebench compare` as a program freezes what its imports made (resources.settle_imports: collections
+    between methods and the exit no longer walk torch's and transformers' objects) before any data or model exists;
+    main(argv) called in a process of someone else's (a test, a notebook) leaves that process's collector alone."""
+    import gc
+
+    import tunebench.compare
+
+    probe = ("import gc, sys\n"
+             "import tunebench.compare\n"
+             "from tunebench import cli\n"
+             "def run(cfg, *args, **kwargs):\n"
+             "    print('frozen', gc.get_freeze_count())\n"
+             "    raise SystemExit(0)\n"
+             "tunebench.compare.run_compare = run\n"
+             f"sys.argv = ['tunebench', 'compare', '--preset', 'smoke', '--runs-dir', {str(tmp_path)!r}]\n"
+             "sys.exit(cli.main())\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    frozen = int(proc.stdout.split()[1])
+    assert frozen > 100_000, proc.stdout  # torch and transformers alone make several hundred thousand objects
+    before = gc.get_freeze_count()
+    def stop(*args, **kwargs):
+        raise TunebenchError("stopped where the run would start")
+
+    monkeypatch.setattr(tunebench.compare, "run_compare", stop)
+    assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet"]) == 2
+    assert gc.get_freeze_count() == before
 
 
 def test_console_summary_matches_results(smoke_run):

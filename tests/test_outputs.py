@@ -35,6 +35,30 @@ def test_every_plot_is_drawn_and_not_blank(run):
 
 
 @pytest.mark.e2e
+def test_plots_drawn_in_shares_make_the_report_one_drawing_makes(run, tmp_path):
+    """Processes that split the jobs also split the plots (report.draw_share): every plot is drawn by exactly one
+    of them, the shares together are what one drawing gives, and the writer's report.md and report.html, put
+    together from the drawn files, equal the one-drawing documents."""
+    from tunebench.report import draw_share, write_outputs
+    from tunebench.report.plots import _dealt
+
+    for processes in (1, 2, 3, 5):
+        hands = _dealt(processes)
+        assert sorted(sum(hands, [])) == sorted(PLOTS) and all(hands[:min(processes, len(PLOTS))])
+    data = json.loads((run / "results.json").read_text())
+    one, shared = tmp_path / "one", tmp_path / "shared"
+    write_outputs(data, one)
+    (shared / "plots").mkdir(parents=True)
+    (shared / "plots" / "lr_search.png").write_bytes(b"from an earlier drawing")  # shows nothing now: removed
+    for rank in range(3):
+        draw_share(data, shared, rank, 3)
+    write_outputs(data, shared, drawn=True)
+    assert sorted(p.name for p in (shared / "plots").iterdir()) == sorted(p.name for p in (one / "plots").iterdir())
+    assert (shared / "report.md").read_text() == (one / "report.md").read_text()
+    assert (shared / "report.html").read_text().count("data:image/png") == len(PLOTS) - len(NOT_IN_SMOKE)
+
+
+@pytest.mark.e2e
 def test_html_report_is_self_contained(run):
     text = (run / "report.html").read_text()
     assert text.count('src="data:image/png;base64,') == len(PLOTS) - len(NOT_IN_SMOKE)

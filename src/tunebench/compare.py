@@ -23,7 +23,7 @@ from tunebench.looks import look_plan, sequential_evaluation
 from tunebench.methods import METHODS, ZERO_SHOT, Method
 from tunebench.methods.base import TunedModel
 from tunebench.models import base_model_path, count_parameters
-from tunebench.report import write_outputs
+from tunebench.report import draw_share, write_outputs
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.results import Record, ResultsFile, environment, read_splits
 from tunebench.runtime import seed_everything
@@ -257,7 +257,10 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                 check_training_state(run_dir / name / "checkpoint")
     run_jobs(jobs, results, run_dir, bench.tracking, cfg.train.parallel, sizes=distributed.from_writer(sizes))
     sequential_evaluation(bench, results, rescorers(bench))
-    write_outputs(results.data, run_dir)
+    if split:  # the processes, which see the run folder, draw the plots together too
+        draw_share(distributed.from_writer(results.data), run_dir, *distributed.job_rank())
+        distributed.barrier()
+    write_outputs(results.data, run_dir, drawn=split)
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything

@@ -17,6 +17,19 @@ MAX_SAMPLES = 300
 """Samples kept per phase in the results (evenly thinned), so results.json stays small."""
 
 
+def settle_imports() -> None:
+    """Take every object alive now out of the cyclic garbage collector's scans (`gc.freeze`).
+
+    The command line calls it once a command's modules are imported and before any data or model exists, so what is
+    frozen is the imported code of torch, transformers and the rest (some 400,000 objects), which lives as long as
+    the process anyway. Measured on `smoke` (2-core AMD EPYC, 2026-12-08): each `gc.collect()` between methods
+    went from 0.20 s to nothing, and the interpreter's exit from 1.1 s to 0.15 s. Not for library calls: an object
+    frozen while in use and later dropped inside a reference cycle would never be freed.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def release_free_memory() -> None:
     """Hand memory freed by an earlier method back to the OS before the next one starts.
 

@@ -306,11 +306,36 @@ about training for a folder written by `evaluate --data`, no validation curve fo
 without a search."""
 
 
-def draw_all(data: dict, folder: Path) -> list[Path]:
-    """Every plot that has something to show into `folder`; returns the files written."""
+DRAW_S = {"scores.png": 0.9, "quality_vs_serving.png": 0.5, "quality_vs_cost.png": 0.4, "pairwise.png": 0.27,
+          "lr_schedule.png": 0.19, "resources.png": 0.17, "loss_curves.png": 0.12, "val_loss.png": 0.12,
+          "lr_search.png": 0.12}
+"""Seconds each plot took to draw for `smoke` (2-core AMD EPYC, 2026-12-08; a figure's panels set it): only to deal
+the plots out evenly when several processes draw them (`draw_all`'s share)."""
+
+
+def _dealt(processes: int) -> list[list[str]]:
+    """PLOTS dealt out to `processes`, the longest to draw first, each to the process with the least so far."""
+    hands: list[list[str]] = [[] for _ in range(processes)]
+    load = [0.0] * processes
+    for name in sorted(PLOTS, key=lambda n: -DRAW_S.get(n, 0.0)):
+        least = load.index(min(load))
+        hands[least].append(name)
+        load[least] += DRAW_S.get(name, 0.0)
+    return hands
+
+
+def draw_all(data: dict, folder: Path, share: tuple[int, int] = (0, 1)) -> list[Path]:
+    """Every plot that has something to show into `folder`; returns the files written. `share` = (k, n): only the
+    k-th of n hands of plots (`_dealt`: n processes drawing one report together, then `drawn`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    drawn = [draw(data, folder / name) for name, draw in PLOTS.items()]
-    for name in PLOTS:  # a plot that no longer carries information is not left from an earlier drawing
+    mine = set(_dealt(share[1])[share[0]])
+    drawn = [PLOTS[name](data, folder / name) for name in PLOTS if name in mine]
+    for name in mine:  # a plot that no longer carries information is not left from an earlier drawing
         if folder / name not in drawn:
             (folder / name).unlink(missing_ok=True)
     return [path for path in drawn if path is not None]
+
+
+def drawn(folder: Path) -> list[Path]:
+    """The plots `folder` holds, in PLOTS' order (after every share of draw_all was drawn)."""
+    return [folder / name for name in PLOTS if (folder / name).is_file()]
