@@ -4,6 +4,7 @@ its one run on the real embedded model."""
 from __future__ import annotations
 
 import copy
+import gc
 import os
 
 import pytest
@@ -22,6 +23,12 @@ def sharpen(lm: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Mo
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     return lm
 
+
+# What the imports made (torch, transformers, tunebench, pytest) lives as long as the test process: out of the garbage
+# collector's scans, as `tunebench` itself does (resources.settle_imports), so the collection before each method of an
+# in-process run walks what the tests made, not some 400,000 objects of imported code each time
+gc.collect()
+gc.freeze()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two workers on two cores: one thread each (and in the processes they start), as two torch
