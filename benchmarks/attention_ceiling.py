@@ -6,9 +6,10 @@ frozen base model) and its attention (forward and backward), each timed alone at
         [--precision bf16] [--rounds 5]
 
 MFU as train_throughput.py counts it: the body's weight FLOPs (2 per weight forward, 2 for the activation
-gradient) over the time, against square matmuls measured in the same run. Attention's own FLOPs are not counted
-(as in that script, and as MFU usually is), so its time is what the ceiling loses: ceiling = weight FLOPs /
-(weight-matmul time + attention time) / peak. Norms, activations, casts, the LM head, the loss and the optimizer
+gradient) over the time, against square matmuls measured in the same run. That script leaves attention's own FLOPs
+out, so attention's time is what the ceiling loses: ceiling = weight FLOPs / (weight-matmul time + attention time)
+/ peak; the ceiling with attention's FLOPs counted too (its causal half, as PaLM-style MFU counts them) is printed
+beside it. Norms, activations, casts, the LM head, the loss and the optimizer
 are left out, so a real step stays below it. Attention is timed in three kernels: PyTorch's CPU flash attention
 with the left-padding mask tunebench's batches carry, the same kernel with a plain causal mask (no padding), and
 transformers' eager attention (`bmm`, softmax in fp32).
@@ -47,16 +48,18 @@ def weight_matmuls(block: torch.nn.Module, x: torch.Tensor):
     if not linears:
         raise SystemExit("this block has no torch.nn.Linear (GPT-2's Conv1D is not counted): use a Llama-style model")
     inputs = [torch.randn(x.shape[0], m.in_features, dtype=x.dtype, requires_grad=True) for m in linears]
+    grads = [torch.randn(x.shape[0], m.out_features, dtype=x.dtype) for m in linears]  # dense, as in training
     flops = sum(4 * x.shape[0] * m.in_features * m.out_features for m in linears)
 
     def step():
-        for m, inp in zip(linears, inputs, strict=True):
-            torch.autograd.grad(F.linear(inp, m.weight).sum(), inp)
+        for m, inp, grad in zip(linears, inputs, grads, strict=True):
+            torch.autograd.grad(F.linear(inp, m.weight), inp, grad)
     return step, flops
 
 
 def attention(batch: int, heads: int, seq: int, head_dim: int, dtype: torch.dtype, kind: str):
     q, k, v = (torch.randn(batch, heads, seq, head_dim, dtype=dtype, requires_grad=True) for _ in range(3))
+    grad = torch.randn(batch, heads, seq, head_dim, dtype=dtype)
     lengths = torch.linspace(seq * 0.6, seq, batch).long()  # left padding as in a batch of articles of mixed length
     real = torch.arange(seq)[None, :] >= (seq - lengths)[:, None]
     causal = torch.tril(torch.ones(seq, seq, dtype=torch.bool))
@@ -71,7 +74,7 @@ def attention(batch: int, heads: int, seq: int, head_dim: int, dtype: torch.dtyp
         else:  # eager: transformers' eager_attention_forward, in short
             scores = (q @ k.transpose(-1, -2)) * head_dim**-0.5 + additive
             out = torch.softmax(scores.float(), dim=-1).to(dtype) @ v
-        torch.autograd.grad(out.sum(), (q, k, v))
+        torch.autograd.grad(out, (q, k, v), grad)
     return step
 
 
@@ -102,10 +105,12 @@ def main() -> None:
     for kind in ("flash, padding mask", "flash, causal", "eager, padding mask"):
         t_attention = timed(attention(args.batch, heads, args.seq, head_dim, dtype, kind), args.rounds)
         ceiling = flops / (t_matmul + t_attention) / 1e9 / peak
+        counted = (flops + square / 2) / (t_matmul + t_attention) / 1e9 / peak
         print(f"attention ({kind}), forward + backward: {t_attention * 1e3:.1f} ms "
               f"({square / 2 / t_attention / 1e9:.0f} GFLOP/s counting the causal half, "
               f"{square / t_attention / 1e9:.0f} counting every pair); {t_attention / (t_matmul + t_attention):.0%} "
-              f"of matmuls + attention; MFU ceiling {ceiling:.0%}")
+              f"of matmuls + attention; MFU ceiling {ceiling:.0%} (weight FLOPs), {counted:.0%} (attention's causal "
+              "half counted too)")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def test_the_program_takes_its_imports_out_of_the_collectors_scans_and_a_call_wi
 
     monkeypatch.setattr(tunebench.compare, "run_compare", stop)
     assert main(["compare", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet"]) == 2
-    assert gc.get_freeze_count() == before
+    assert gc.get_freeze_count() <= before  # (a frozen object freed meanwhile lowers it; a freeze adds 100,000s)
 
 
 def test_console_summary_matches_results(smoke_run):

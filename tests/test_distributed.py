@@ -146,7 +146,7 @@ def test_processes_splitting_the_jobs_give_the_one_process_records(runs):
     assert not list(folder.glob("*/record.json")) and not list(folder.glob("*/.claim"))
     assert not list(folder.glob(".alive-*"))
     assert "2 processes (torchrun, the records split over them)" in (folder / "report.md").read_text()
-    # the processes drew the plots together: the one-process run's plots, in the same places of the report
+    # plots drawn by both processes (report.draw_share): the one-process run's plots, in the same places of the report
     assert sorted(p.name for p in (folder / "plots").iterdir()) == sorted(p.name for p in (single / "plots").iterdir())
     figures = [line for line in (folder / "report.md").read_text().splitlines() if line.startswith("![")]
     assert figures == [line for line in (single / "report.md").read_text().splitlines() if line.startswith("![")]

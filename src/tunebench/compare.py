@@ -257,10 +257,13 @@ def _run(cfg: Config, run_dir: Path, show_progress: bool, seeds: list[int] | Non
                 check_training_state(run_dir / name / "checkpoint")
     run_jobs(jobs, results, run_dir, bench.tracking, cfg.train.parallel, sizes=distributed.from_writer(sizes))
     sequential_evaluation(bench, results, rescorers(bench))
-    if split:  # the processes, which see the run folder, draw the plots together too
-        draw_share(distributed.from_writer(results.data), run_dir, *distributed.job_rank())
-        distributed.barrier()
-    write_outputs(results.data, run_dir, drawn=split)
+    drawn = False
+    if split:  # the processes, which all see the run folder, draw the plots together too
+        deferred = distributed.Deferred()
+        with deferred.guard():
+            draw_share(distributed.from_writer(results.data), run_dir, *distributed.job_rank())
+        drawn = not any(distributed.gather_objects(deferred.error is not None))  # else the writer draws them all
+    write_outputs(results.data, run_dir, drawn=drawn)
     bench.tracking.publish(results.data, run_dir)  # final scores (after every look), predictions, the report
     shutil.rmtree(run_dir / FROZEN_CACHE, ignore_errors=True)  # the run is complete; nothing will resume it
     distributed.barrier()  # every rank ends when the writer has written everything

@@ -37,10 +37,10 @@ def write_outputs(data: dict, run_dir: Path, figures: bool = True, tensorboard: 
 
 
 def draw_share(data: dict, run_dir: Path, rank: int, processes: int) -> None:
-    """This process's share of the run's plots (every `processes`-th, from the `rank`-th), when the processes of a
+    """This process's hand of the run's plots (plots._dealt: dealt out by drawing time), when the processes of a
     torchrun job that split the jobs draw the report together (plots are most of a small run's report time): every
     process must see the run folder, as it must in that mode; then `write_outputs(..., drawn=True)` on the writer
-    once all are drawn."""
+    once all are drawn (compare.py: should a process fail to draw, the writer draws them all)."""
     from tunebench.report.plots import draw_all
 
     draw_all(data, run_dir / "plots", share=(rank, processes))
