@@ -30,13 +30,31 @@ def test_estimate_names_every_record_and_adds_up(capsys):
     block, high, low = _estimate(capsys, "methods=[lora,last-block]")
     loading = float(re.search(r"loading (\d+) s", block).group(1))
     generation = [(float(a), float(b)) for a, b in re.findall(r"generation " + RANGE, block)]
-    assert re.search(r"^  lora: training \d+ s \(\d+ steps x [\d.]+ s\)", block, re.M)
+    assert re.search(r"^  lora: training \d+ s \(\d+ steps x [\d.]+ s, peak memory [\d,]+ MB\)", block, re.M)
     assert re.search(r"^  last-block: training", block, re.M) and re.search(r"^  zero-shot: generation", block, re.M)
     training = [float(x) for x in re.findall(r"training (\d+) s", block)]
     validation = [float(x) for x in re.findall(r"validation (\d+) s", block)]
     # rounded per line: the lines add up to the total within their rounding
     assert abs(loading + sum(b for _, b in generation) + sum(training) + sum(validation) - high) <= 6 + 3
     assert low <= high
+
+
+def test_estimate_shows_each_methods_peak_memory_and_warns_when_the_machine_has_less(capsys, monkeypatch):
+    """The peak memory of each method's measured steps (the run's own training step) is printed; a machine with less
+    memory than a method's steps took gets one warning line naming that method and the settings that lower it."""
+    import psutil
+
+    block, _, _ = _estimate(capsys, "methods=[lora,last-block]")
+    lines = re.findall(r"^  (\S+): training .*peak memory ([\d,]+) MB", block, re.M)
+    peaks = {name: float(mb.replace(",", "")) for name, mb in lines}
+    assert set(peaks) == {"lora", "last-block"} and all(mb > 100 for mb in peaks.values())  # a process's RSS
+    assert "warning:" not in block  # this machine has the memory
+    small = psutil.virtual_memory()._replace(total=int(min(peaks.values()) * 0.5 * 2**20))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: small)
+    block, _, _ = _estimate(capsys, "methods=[lora,last-block]")
+    warnings = [line for line in block.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "train.activation_checkpointing=true or train.memory_limit_mb=" in warnings[0]
+    assert re.match(r"warning: (lora|last-block)'s training steps peaked at", warnings[0])
 
 
 @pytest.mark.e2e

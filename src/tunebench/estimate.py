@@ -7,6 +7,8 @@ from each new token; each record's generation is then extrapolated to the tokens
 percentile of the reference summaries (a model that ends on its own) and eval.max_new_tokens (one that runs to the
 limit), and the report prints that range. The plan (steps per method, batches) comes from the same functions the
 run uses. Methods decode at about the base model's speed (adapters are merged; a soft prompt adds its positions).
+The peak memory of each method's measured steps is printed too, with a warning when it is near or above what this
+machine (or GPU) has.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch
 from tunebench.config import Config
 from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
+from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.runtime import seed_everything
-from tunebench.train import batch_order, make_batch, per_example_loss, plan
+from tunebench.train import RankStep, batch_order, fit_memory, make_batch, per_example_loss, plan, setup
 from tunebench.workbench import prepare
 
 
@@ -44,10 +47,10 @@ def _timed(fn) -> float:
     return time.perf_counter() - tick
 
 
-def _decode_rates(bench, tuned, prompts: list[list[int]]) -> tuple[float, float]:
-    """(seconds to read one batch of prompts, seconds per new token of that batch), from one batch of
-    eval.batch_size decoded for 1 and for 8 new tokens, with no early stop."""
-    size = bench.cfg.eval.batch_size
+def _decode_rates(bench, tuned, prompts: list[list[int]], size: int | None = None) -> tuple[float, float]:
+    """(seconds to read one batch of prompts, seconds per new token of that batch), from one batch of `size`
+    (default eval.batch_size) decoded for 1 and for 8 new tokens, with no early stop."""
+    size = size or bench.cfg.eval.batch_size
     batch, rt = prompts[:size], bench.runtime
 
     def decode(tokens: int) -> float:
@@ -72,7 +75,8 @@ def _generation_range(bench, rates: tuple[float, float], n_prompts: int, tokens:
 
 def _serving_s(bench, rates: tuple[float, float]) -> float:
     """Seconds of one record's fixed serving job (serving.py): a one-token warm-up and REPEATS passes of
-    eval.serving_new_tokens, from the rates of a batch of eval.batch_size (the job's batch is at most that big)."""
+    eval.serving_new_tokens, from the rates measured on the job's own batch (its first eval.serving_prompts test
+    prompts)."""
     from tunebench.serving import REPEATS
 
     if not bench.cfg.eval.serving_prompts:
@@ -82,26 +86,35 @@ def _serving_s(bench, rates: tuple[float, float]) -> float:
 
 
 def _method_s(bench, method) -> dict[str, float]:
-    """Training, validation and generation seconds of one method, extrapolated from measured steps."""
+    """Training, validation and generation seconds of one method, extrapolated from measured steps, and the peak
+    memory of those steps. The steps are the training loop's own (train.setup, RankStep): activation checkpointing,
+    micro-batches, train.memory_limit_mb's choice and the fused optimizer as the run has them; not the frozen-trunk
+    cache, which a run with more than one epoch uses (for a method with a frozen trunk the time is then an upper
+    bound)."""
     cfg, rt, train_set, val_set = bench.cfg, bench.runtime, bench.encoded["train"], bench.encoded["val"]
+    release_free_memory()  # the methods measured before do not count in this one's peak
     seed_everything(cfg.train.seed)
     tuned = method.build(copy.deepcopy(bench.base_lm), cfg, bench.tokenizer).to(rt.device)
-    params = [p for p in tuned.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.method_lr(method.name))
-    batches = batch_order(train_set, cfg.train.batch_size, seed=cfg.train.seed)
     pad = bench.tokenizer.pad_token_id
+    settings = replace(cfg.train, cache_frozen=False)
+    with PhaseMonitor(interval_s=0.01) as memory:
+        run = setup(tuned, train_set, [], settings, cfg.method_lr(method.name), rt, pad)
+        step = RankStep(run, train_set, pad, rt, settings.grad_accum_steps, settings.micro_batch_size)
+        if settings.memory_limit_mb is not None:
+            fit_memory(run, step, train_set, settings, show_progress=False)
+        batches = batch_order(train_set, settings.batch_size, seed=settings.seed)
 
-    def step(indices: list[int]) -> None:
-        batch = make_batch(train_set, indices, pad, rt.device)
-        with rt.autocast():
-            loss, _ = per_example_loss(tuned, batch)
-        loss.sum().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        def one_step(indices: list[int]) -> None:  # one micro-batch and an optimizer step
+            count = sum(len(train_set[i].target_ids) for i in indices)
+            step.backward(indices, count, last=True)
+            step.reduce(count, False, 1)
+            run.optimizer_step(settings.max_grad_norm)
 
-    tuned.train()
-    step(batches[0])
-    step_s = _timed(lambda: step(batches[min(1, len(batches) - 1)]))
+        tuned.train()
+        one_step(batches[0])
+        step_s = _timed(lambda: one_step(batches[min(1, len(batches) - 1)]))
+    on_gpu = rt.device.startswith("cuda")
+    peak_mb = memory.peak_cuda_allocated_mb if on_gpu else memory.peak_rss_mb
     budget = plan(train_set, cfg.train)
     train_s = step_s * budget["planned_steps"] * cfg.train.grad_accum_steps
     if cfg.train.budget == "seconds":
@@ -114,7 +127,8 @@ def _method_s(bench, method) -> dict[str, float]:
         with torch.no_grad():
             forward_s = _timed(lambda: per_example_loss(tuned, make_batch(val_set, val_batches[0], pad, rt.device)))
         val_s = forward_s * len(val_batches) * budget["epochs"]
-    return {"train": train_s, "validation": val_s, "step": step_s, "steps": budget["planned_steps"]}
+    return {"train": train_s, "validation": val_s, "step": step_s, "steps": budget["planned_steps"],
+            "peak_mb": peak_mb or 0.0}
 
 
 def estimate_run(cfg: Config) -> str:
@@ -137,7 +151,11 @@ def estimate_run(cfg: Config) -> str:
            f"{min(cfg.eval.batch_size, len(test))}, generation ranges from {tokens[0]:.0f} new tokens per summary "
            f"(the references' 95th percentile) to {tokens[1]:.0f} (eval.max_new_tokens)"]
     low = high = prepare_s
-    serving = _serving_s(bench, rates)
+    if cfg.eval.serving_prompts:  # the serving job's batch is its own (a few prompts), not eval.batch_size
+        serving_batch = [ex.prompt_ids for ex in test[:cfg.eval.serving_prompts]]
+        serving = _serving_s(bench, _decode_rates(bench, zero, serving_batch, len(serving_batch)))
+    else:
+        serving = 0.0
     serving_words = f", serving job {serving:.0f} s" if serving else ""
     loss = any(m.needs_loss or m.needs_text_loss for m in bench.metrics)
     for name in cfg.eval.baselines:
@@ -145,14 +163,17 @@ def estimate_run(cfg: Config) -> str:
             lo, hi = _generation_range(bench, rates, len(test), tokens, loss and name == "zero-shot")
             low, high = low + lo + serving, high + hi + serving
             out.append(f"  {name}: generation {lo:.0f}-{hi:.0f} s{serving_words}")
+    peaks = {}
     for name in cfg.methods:
         _say(f"{name}: two training steps")
         t = _method_s(bench, METHODS[name])
         lo, hi = _generation_range(bench, rates, len(test), tokens, loss)
         fixed = t["train"] + t["validation"] + serving
         low, high = low + fixed + lo, high + fixed + hi
-        out.append(f"  {name}: training {t['train']:.0f} s ({t['steps']} steps x {t['step']:.1f} s), validation "
-                   f"{t['validation']:.0f} s, generation {lo:.0f}-{hi:.0f} s{serving_words}")
+        peaks[name] = t["peak_mb"]
+        out.append(f"  {name}: training {t['train']:.0f} s ({t['steps']} steps x {t['step']:.1f} s, peak memory "
+                   f"{t['peak_mb']:,.0f} MB), validation {t['validation']:.0f} s, generation {lo:.0f}-{hi:.0f} s"
+                   f"{serving_words}")
     extra = " (a learning-rate search adds its trials: not estimated)" if cfg.search.enabled else ""
     out.append(f"  total: about {_duration(high)} with one seed (at least {_duration(low)}){extra}")
     if cfg.eval.decide and cfg.methods:
@@ -160,4 +181,27 @@ def estimate_run(cfg: Config) -> str:
                    f"{cfg.eval.decide_seconds / 60:.1f} min (eval.decide_seconds)")
     out.append(f"  (this estimate took {time.perf_counter() - started:.0f} s; a real run on this machine is "
                "usually within the range above, more if other programs compete for the cores)")
+    out += _memory_warning(bench, peaks)
     return "\n".join(out)
+
+
+def _memory_warning(bench, peaks: dict[str, float]) -> list[str]:
+    """A line when a method's measured training steps peaked above what this machine (or GPU) has, with the
+    settings that lower it."""
+    if not peaks:
+        return []
+    name = max(peaks, key=peaks.get)
+    if bench.runtime.device.startswith("cuda"):
+        have, what = torch.cuda.get_device_properties(torch.device(bench.runtime.device)).total_memory / 2**20, "GPU"
+    else:
+        import psutil
+
+        have, what = psutil.virtual_memory().total / 2**20, "machine"
+    if peaks[name] <= 0.9 * have:
+        return []
+    train = bench.cfg.train
+    fixes = ([] if train.activation_checkpointing else ["train.activation_checkpointing=true"]) + \
+        [f"train.memory_limit_mb={int(0.8 * have)}"]
+    return [f"warning: {name}'s training steps peaked at {peaks[name]:,.0f} MB, near or above this {what}'s "
+            f"{have:,.0f} MB: the run would swap or fail; --set {' or '.join(fixes)} (memory_plan.py chooses "
+            "checkpointing and micro-batches that fit)"]
