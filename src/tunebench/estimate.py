@@ -29,7 +29,16 @@ from tunebench.generate import generate_summaries
 from tunebench.methods import METHODS, ZERO_SHOT
 from tunebench.resources import PhaseMonitor, release_free_memory
 from tunebench.runtime import seed_everything
-from tunebench.train import RankStep, batch_order, fit_memory, make_batch, per_example_loss, plan, setup
+from tunebench.train import (
+    RankStep,
+    batch_order,
+    fit_memory,
+    make_batch,
+    per_example_loss,
+    plan,
+    setup,
+    training_attention,
+)
 from tunebench.workbench import prepare
 
 
@@ -86,18 +95,18 @@ def _serving_s(bench, rates: tuple[float, float]) -> float:
 
 
 def _method_s(bench, method) -> dict[str, float]:
-    """Training, validation and generation seconds of one method, extrapolated from measured steps, and the peak
-    memory of those steps. The steps are the training loop's own (train.setup, RankStep): activation checkpointing,
-    micro-batches, train.memory_limit_mb's choice and the fused optimizer as the run has them; not the frozen-trunk
-    cache, which a run with more than one epoch uses (for a method with a frozen trunk the time is then an upper
-    bound)."""
+    """Training, validation and generation seconds of one method, extrapolated from measured steps, and the peak memory
+    of those steps. The steps are the training loop's own (train.setup, RankStep): activation checkpointing,
+    micro-batches, train.memory_limit_mb's choice, the fused optimizer and the attention kernel as the run has them;
+    not the frozen-trunk cache, which a run with more than one epoch uses (for a method with a frozen trunk the time
+    is then an upper bound)."""
     cfg, rt, train_set, val_set = bench.cfg, bench.runtime, bench.encoded["train"], bench.encoded["val"]
     release_free_memory()  # the methods measured before do not count in this one's peak
     seed_everything(cfg.train.seed)
     tuned = method.build(copy.deepcopy(bench.base_lm), cfg, bench.tokenizer).to(rt.device)
     pad = bench.tokenizer.pad_token_id
     settings = replace(cfg.train, cache_frozen=False)
-    with PhaseMonitor(interval_s=0.01) as memory:
+    with PhaseMonitor(interval_s=0.01) as memory, training_attention(tuned, rt.device):
         run = setup(tuned, train_set, [], settings, cfg.method_lr(method.name), rt, pad)
         step = RankStep(run, train_set, pad, rt, settings.grad_accum_steps, settings.micro_batch_size)
         if settings.memory_limit_mb is not None:
