@@ -117,23 +117,24 @@ def test_attention_dropout_trains_with_eager_attention_on_a_cpu_and_evaluation_k
                                                                                              tmp_path):
     """train.training_attention: PyTorch's CPU SDPA has no fused kernel with dropout (its math kernel keeps fp32
     attention matrices: benchmarks/cpu_attention_dropout.py), so a model with attention dropout (GPT-2) trains with
-    transformers' eager attention on a CPU; the training steps' forwards see it, and evaluation afterwards has SDPA
-    again. A model without attention dropout (the tiny Llama, like SmolLM2) keeps SDPA in training too."""
+    transformers' eager attention on a CPU; the training steps' forwards see it, validation between epochs and
+    evaluation afterwards have SDPA. A model without attention dropout (the tiny Llama, like SmolLM2) keeps SDPA in
+    training too."""
     tuned = METHODS["lora"].build(tiny_lm, cfg, tokenizer)
     has_dropout = tiny_lm.config.model_type == "gpt2"
     assert (getattr(tiny_lm.config, "attn_pdrop", 0.0) > 0) == has_dropout
-    seen = []
+    seen, validating = [], []
 
-    def hook(module, args):  # what each training forward of an attention module runs
-        if module.training:
-            seen.append(tuned.lm.config._attn_implementation)
+    def hook(module, args):  # what each forward of an attention module runs, in training and in validation
+        (seen if module.training else validating).append(tuned.lm.config._attn_implementation)
 
     block = next(m for m in tuned.lm.modules() if type(m).__name__.endswith("Attention"))
     block.register_forward_pre_hook(hook)
     train_set, val_set = _data(tokenizer)
     tcfg = copy.deepcopy(cfg.train)
-    tcfg.epochs, tcfg.warmup_steps = 1, 0
+    tcfg.epochs, tcfg.warmup_steps = 2, 0  # two epochs: validated after each
     train(tuned, train_set, val_set, tcfg, 1e-2, resolve_runtime("fp32"), tmp_path / "w.safetensors",
           tokenizer.pad_token_id, show_progress=False)
     assert seen and set(seen) == {"eager" if has_dropout else "sdpa"}, seen
+    assert validating and set(validating) == {"sdpa"}, validating  # no dropout there: the fused kernel
     assert tuned.lm.config._attn_implementation == "sdpa"  # restored: evaluation and generation run SDPA

@@ -106,11 +106,13 @@ def _method_s(bench, method) -> dict[str, float]:
     tuned = method.build(copy.deepcopy(bench.base_lm), cfg, bench.tokenizer).to(rt.device)
     pad = bench.tokenizer.pad_token_id
     settings = replace(cfg.train, cache_frozen=False)
-    with PhaseMonitor(interval_s=0.01) as memory, training_attention(tuned, rt.device):
+    with training_attention(tuned, rt.device):
         run = setup(tuned, train_set, [], settings, cfg.method_lr(method.name), rt, pad)
         step = RankStep(run, train_set, pad, rt, settings.grad_accum_steps, settings.micro_batch_size)
-        if settings.memory_limit_mb is not None:
+        if settings.memory_limit_mb is not None:  # its probes (some over the limit) are not the steps' peak
             fit_memory(run, step, train_set, settings, show_progress=False)
+        release_free_memory()
+    with PhaseMonitor(interval_s=0.01) as memory, training_attention(tuned, rt.device):
         batches = batch_order(train_set, settings.batch_size, seed=settings.seed)
 
         def one_step(indices: list[int]) -> None:  # one micro-batch and an optimizer step
@@ -211,7 +213,8 @@ def _memory_warning(bench, peaks: dict[str, float]) -> list[str]:
         return []
     train = bench.cfg.train
     fixes = ([] if train.activation_checkpointing else ["train.activation_checkpointing=true"]) + \
-        [f"train.memory_limit_mb={int(0.8 * have)}"]
+        ([] if train.memory_limit_mb is not None else [f"train.memory_limit_mb={int(0.8 * have)}"]) or \
+        ["a lower train.memory_limit_mb or data.max_article_tokens"]
     return [f"warning: {name}'s training steps peaked at {peaks[name]:,.0f} MB, near or above this {what}'s "
             f"{have:,.0f} MB: the run would swap or fail; --set {' or '.join(fixes)} (memory_plan.py chooses "
             "checkpointing and micro-batches that fit)"]

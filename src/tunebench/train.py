@@ -292,18 +292,33 @@ def training_attention(model: TunedModel, device: str) -> Iterator[None]:
     attention matrices in fp32 under bf16 autocast. Measured (benchmarks/cpu_attention_dropout.py: GPT-2 small's
     architecture, batch 8 x 660 positions, bf16 autocast, one forward and backward, 2-core AMD EPYC, 2026-12-08,
     medians of 2): SDPA 11.2 GB peak RSS and 30.8 s, eager 8.8 GB and 23.6 s (x0.79 memory, x0.77 time). Evaluation
-    and generation (no dropout) keep SDPA: the setting is restored on exit. A model without attention dropout (the
+    and generation (no dropout) keep SDPA: validation inside training switches back (`attention_as_loaded`) and
+    the setting is restored on exit. A model without attention dropout (the
     embedded SmolLM2), a GPU, or a model loaded with another attention is left as it is."""
     config = model.lm.config
     dropout = max(float(getattr(config, key, 0.0) or 0.0) for key in ATTENTION_DROPOUT)
     if device.split(":")[0] != "cpu" or dropout == 0.0 or config._attn_implementation != "sdpa":
         yield
         return
-    config._attn_implementation = "eager"
+    config._attn_implementation, model.training_attention_switched = "eager", True
     try:
         yield
     finally:
-        config._attn_implementation = "sdpa"
+        config._attn_implementation, model.training_attention_switched = "sdpa", False
+
+
+@contextmanager
+def attention_as_loaded(model: TunedModel) -> Iterator[None]:
+    """Inside `training_attention`: SDPA again for an evaluation pass (validation in eval mode has no dropout)."""
+    config = model.lm.config
+    if config._attn_implementation != "eager" or not getattr(model, "training_attention_switched", False):
+        yield
+        return
+    config._attn_implementation = "sdpa"
+    try:
+        yield
+    finally:
+        config._attn_implementation = "eager"
 
 
 def checkpoint_activations(model: TunedModel) -> None:
@@ -481,7 +496,8 @@ def _train(model: TunedModel, train_set: list[Encoded], val_set: list[Encoded], 
         return result.steps >= run.stop_at or out_of_time
 
     def validation_loss() -> float:
-        return evaluate_loss(trainee, val_set, cfg.batch_size, pad_id, runtime, run.val_states)
+        with attention_as_loaded(trainee):  # no dropout: SDPA's fused kernel again
+            return evaluate_loss(trainee, val_set, cfg.batch_size, pad_id, runtime, run.val_states)
 
     def save_state(epoch: int, micro: int) -> None:
         if state_dir is not None:
