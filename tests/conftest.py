@@ -4,7 +4,6 @@ its one run on the real embedded model."""
 from __future__ import annotations
 
 import copy
-import gc
 import os
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 
 from tunebench.config import Config, load_config
 from tunebench.models import byte_tokenizer, random_model
+from tunebench.resources import settle_imports
 
 
 def sharpen(lm: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Module:
@@ -27,8 +27,7 @@ def sharpen(lm: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Mo
 # What the imports made (torch, transformers, tunebench, pytest) lives as long as the test process: out of the garbage
 # collector's scans, as `tunebench` itself does (resources.settle_imports), so the collection before each method of an
 # in-process run walks what the tests made, not some 400,000 objects of imported code each time
-gc.collect()
-gc.freeze()
+settle_imports()
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs two workers on two cores: one thread each (and in the processes they start), as two torch
